@@ -1,0 +1,102 @@
+"""MyPortal: the application factory."""
+import os
+
+from flask import Flask, jsonify, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+from .config import load_config
+from .extensions import csrf, db, login_manager, migrate
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(load_config(config, instance_path=app.instance_path))
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True
+    )
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+
+    from . import models  # noqa: F401  (register tables)
+    from .imap import models as imap_models  # noqa: F401
+
+    _register_blueprints(app)
+    _register_csrf(app)
+    _register_error_handlers(app)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    from .auth import bp as auth_bp
+    from .imap.api import bp as imap_api_bp
+    from .imap.views import bp as imap_views_bp
+    from .platform.api import bp as platform_api_bp
+    from .platform.openapi import bp as openapi_bp
+    from .platform.pages import bp as platform_pages_bp
+
+    for blueprint in (auth_bp, platform_pages_bp, platform_api_bp, openapi_bp, imap_api_bp, imap_views_bp):
+        app.register_blueprint(blueprint)
+
+
+def _is_api_request() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _register_csrf(app: Flask) -> None:
+    from .auth import bearer_token
+
+    @app.before_request
+    def csrf_unless_bearer():
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if _is_api_request() and (bearer_token() is not None or not current_user.is_authenticated):
+            # No ambient credentials: token calls and anonymous calls (answered 401) need no token.
+            return
+        csrf.protect()
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        message = "The form expired or is missing its CSRF token; reload the page and try again."
+        if _is_api_request():
+            return jsonify(error=message), 400
+        return render_template("errors/error.html", code=400, message=message), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        if _is_api_request():
+            return jsonify(error=error.description or error.name), error.code
+        return (
+            render_template("errors/error.html", code=error.code, message=error.description),
+            error.code,
+        )
+
+    @app.errorhandler(RedisError)
+    def redis_down(error):
+        app.logger.warning("Redis unavailable: %s", error)
+        message = "The job queue (Redis) is unavailable; try again shortly."
+        if _is_api_request():
+            return jsonify(error=message), 503
+        return render_template("errors/error.html", code=503, message=message), 503
+
+    @app.errorhandler(Exception)
+    def unexpected_error(error):
+        app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+        db.session.rollback()
+        message = "Internal error; the details are in the server log."
+        if _is_api_request():
+            return jsonify(error=message), 500
+        return render_template("errors/error.html", code=500, message=message), 500

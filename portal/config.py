@@ -1,0 +1,51 @@
+"""Settings from the environment."""
+import os
+
+DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _fallbacks(value: str | None) -> list[str]:
+    return [key.strip() for key in (value or "").split(",") if key.strip()]
+
+
+def load_config(overrides: dict | None = None, instance_path: str = "instance") -> dict:
+    env = os.environ
+    environment = env.get("PORTAL_ENV", env.get("FLASK_ENV", "production")).lower()
+    config = {
+        "PORTAL_ENV": environment,
+        "SECRET_KEY": env.get("SECRET_KEY"),
+        "SECRET_KEY_FALLBACKS": _fallbacks(env.get("SECRET_KEY_FALLBACKS")),
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
+        or "sqlite:///" + os.path.join(os.path.abspath(instance_path), "portal.db"),
+        "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "IMAP_MAX_MESSAGE_BYTES": int(env.get("IMAP_MAX_MESSAGE_BYTES", 25 * 1024 * 1024)),
+        "IMAP_TIMEOUT_SECONDS": float(env.get("IMAP_TIMEOUT_SECONDS", 30)),
+        "RESTART_DEFER_SECONDS": int(env.get("RESTART_DEFER_SECONDS", 30)),
+        "ATTACHMENT_DIR": env.get("ATTACHMENT_DIR")
+        or os.path.join(os.path.abspath(instance_path), "attachments"),
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "WTF_CSRF_TIME_LIMIT": None,
+    }
+    config.update(overrides or {})
+    environment = config["PORTAL_ENV"]
+    if not config.get("SECRET_KEY"):
+        if environment not in ("development", "testing"):
+            raise ConfigError(
+                "SECRET_KEY is not set. Set SECRET_KEY to a long random value "
+                "(or PORTAL_ENV=development for local use)."
+            )
+        config["SECRET_KEY"] = DEV_SECRET_KEY
+    if environment not in ("development", "testing") and config["SECRET_KEY"] == DEV_SECRET_KEY:
+        raise ConfigError("SECRET_KEY must not be the development key outside development.")
+    config["TESTING"] = environment == "testing" or config.get("TESTING", False)
+    uri = config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgres://"):
+        config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri[len("postgres://"):]
+    elif uri.startswith("postgresql://"):
+        config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri[len("postgresql://"):]
+    return config

@@ -1,0 +1,426 @@
+"""Filter DSL deciding which IMAP messages become tickets.
+
+A filter is a JSON object: a condition ``{"field": ..., "<operator>": value}``
+or a group ``{"all"|"any"|"none": [node, ...]}``. See docs/imap-filters.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+
+import regex
+
+log = logging.getLogger(__name__)
+
+HEADER_PREFIX = "headers."
+
+FIELDS = frozenset({
+    "subject", "body", "message_id",
+    "from.address", "from.addresses", "from.domain", "from.domains", "from.raw",
+    "to", "cc", "bcc", "to_domains", "cc_domains",
+    "reply_to.addresses", "sender.addresses",
+    "mailbox.folder", "mailbox.name",
+    "is_unread", "is_read", "flags",
+    "account.id", "account.name", "account.company_id",
+    "has_attachments", "size",
+})  # plus any "headers.<name>"
+
+# Operator -> kind of value it takes (insertion order is used in messages).
+_VALUE_KINDS = {
+    "equals": "scalar", "not_equals": "scalar",
+    "in": "array", "not_in": "array",
+    "contains": "string", "not_contains": "string",
+    "starts_with": "string", "ends_with": "string",
+    "matches": "regex", "not_matches": "regex",
+    "present": "bool", "absent": "bool",
+    "gt": "number", "lt": "number",
+}
+OPERATORS = frozenset(_VALUE_KINDS)
+GROUP_KEYS = ("all", "any", "none")
+
+MAX_DEPTH = 20
+MAX_NODES = 500
+MAX_PATTERN_LENGTH = 500
+REGEX_TIMEOUT = 0.1  # seconds per regex search; a timeout counts as no match
+
+
+class FilterError(ValueError):
+    """Raised by evaluate() for an invalid filter; ``errors`` lists every problem."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+# --------------------------------------------------------------------------
+# Validation
+
+def validate(obj) -> list[str]:
+    """Return every problem in the filter, one message each (empty when valid)."""
+    if obj is None or obj == {}:
+        return []
+    if not isinstance(obj, dict):
+        return [f"The filter must be a JSON object, got {_type_name(obj)}"]
+    errors: list[tuple[str, str]] = []
+    budget = [MAX_NODES]
+    _check_node(obj, "", 1, errors, budget)
+    if budget[0] < 0:
+        errors.append(("", f"filter has too many conditions and groups (the limit is {MAX_NODES})"))
+    return [_at(path, msg) for path, msg in errors]
+
+
+def _at(path: str, msg: str) -> str:
+    return f"{path}: {msg}" if path else msg[0].upper() + msg[1:]
+
+
+def _check_node(node, path, depth, errors, budget):
+    budget[0] -= 1
+    if budget[0] < 0:
+        return  # reported once by validate(); stop walking huge filters
+    if not isinstance(node, dict):
+        errors.append((path, f"expected an object (a condition or a group), got {_type_name(node)}"))
+        return
+    if depth > MAX_DEPTH:
+        errors.append((path, f"filter is nested too deeply (the limit is {MAX_DEPTH} levels)"))
+        return
+    groups = [k for k in GROUP_KEYS if k in node]
+    if "field" in node and groups:
+        errors.append((path, "a node cannot mix 'field' with group keys ("
+                       + ", ".join(f"'{k}'" for k in groups) + ")"))
+        return
+    if groups:
+        for key in node:
+            if key not in GROUP_KEYS:
+                errors.append((path, f"unexpected key '{key}' in a group (groups only take 'all', 'any', 'none')"))
+        for key in groups:
+            children = node[key]
+            if not isinstance(children, list):
+                errors.append((path, f"'{key}' must be an array"))
+                continue
+            for i, child in enumerate(children):
+                child_path = f"{path}.{key}[{i}]" if path else f"{key}[{i}]"
+                _check_node(child, child_path, depth + 1, errors, budget)
+        return
+    if not node:
+        errors.append((path, "empty node: expected a condition ('field' and an operator) "
+                             "or a group ('all', 'any', 'none')"))
+        return
+    _check_condition(node, path, errors)
+
+
+def _check_condition(node, path, errors):
+    field = node.get("field")
+    if "field" not in node:
+        errors.append((path, "missing 'field'"))
+    elif not isinstance(field, str):
+        errors.append((path, "'field' must be a string"))
+    elif not _known_field(field):
+        errors.append((path, f"unknown field '{field}'"))
+
+    if "case_sensitive" in node and not isinstance(node["case_sensitive"], bool):
+        errors.append((path, "'case_sensitive' must be true or false"))
+
+    unknown = [k for k in node if k not in OPERATORS and k not in ("field", "case_sensitive")]
+    for key in unknown:
+        errors.append((path, f"unknown operator '{key}'"))
+    ops = [k for k in node if k in OPERATORS]
+    if len(ops) > 1:
+        errors.append((path, "several operators (" + ", ".join(f"'{k}'" for k in ops)
+                       + "): a condition takes exactly one; combine conditions with 'all'"))
+    elif not ops and not unknown:
+        errors.append((path, "missing operator: add one of " + ", ".join(_VALUE_KINDS)))
+    for op in ops:
+        msg = _check_value(op, node[op])
+        if msg:
+            errors.append((path, msg))
+
+
+def _known_field(field: str) -> bool:
+    return field in FIELDS or (field.startswith(HEADER_PREFIX) and len(field) > len(HEADER_PREFIX))
+
+
+def _check_value(op, value):
+    kind = _VALUE_KINDS[op]
+    if kind == "scalar" and not _is_scalar(value):
+        return f"operator '{op}' expects a string, number or boolean"
+    if kind == "array" and not (isinstance(value, list) and all(_is_scalar(v) for v in value)):
+        return f"operator '{op}' expects an array of values"
+    if kind == "number" and not _is_number(value):
+        return f"operator '{op}' expects a number"
+    if kind == "bool" and not isinstance(value, bool):
+        return f"operator '{op}' expects true or false"
+    if kind in ("string", "regex") and not isinstance(value, str):
+        return f"operator '{op}' expects a string"
+    if kind == "regex":
+        if len(value) > MAX_PATTERN_LENGTH:
+            return (f"operator '{op}' pattern is too long ({len(value)} characters; "
+                    f"the limit is {MAX_PATTERN_LENGTH})")
+        try:
+            _compile(value, False)
+        except regex.error as exc:
+            return f"operator '{op}' has an invalid regular expression: {exc}"
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (str, bool)) or _is_number(value)
+
+
+def _type_name(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+# --------------------------------------------------------------------------
+# Parsing form input
+
+def _reject_duplicate_keys(pairs):
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def parse_filter_text(text: str) -> tuple[object | None, list[str]]:
+    """Parse filter JSON from a form field: (filter or None, error messages)."""
+    if text is None or not text.strip():
+        return None, []
+    try:
+        obj = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        return None, [f"Invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"]
+    except _DuplicateKey as exc:
+        return None, [f"Invalid JSON: duplicate key '{exc.args[0]}' in an object"]
+    except RecursionError:
+        return None, ["Invalid JSON: nested too deeply"]
+    return obj, validate(obj)
+
+
+# --------------------------------------------------------------------------
+# Evaluation
+
+def evaluate(filter, context: dict) -> bool:
+    """True when the message described by ``context`` passes the filter.
+
+    A null/empty filter passes everything. Raises FilterError if the filter is invalid.
+    """
+    errors = validate(filter)
+    if errors:
+        raise FilterError(errors)
+    if not filter:
+        return True
+    return _eval(filter, context)
+
+
+def _eval(node, ctx) -> bool:
+    if "field" not in node:
+        # Each group key present must pass.
+        if "all" in node and not all(_eval(c, ctx) for c in node["all"]):
+            return False
+        if "any" in node and not any(_eval(c, ctx) for c in node["any"]):
+            return False
+        if "none" in node and any(_eval(c, ctx) for c in node["none"]):
+            return False
+        return True
+
+    value = resolve(ctx, node["field"])
+    op = next(k for k in node if k in OPERATORS)
+    expected = node[op]
+    cs = node.get("case_sensitive", False)
+
+    if op in ("present", "absent"):
+        return _is_present(value) == (expected if op == "present" else not expected)
+
+    items = value if isinstance(value, list) else [] if value is None else [value]
+    negated = op.startswith("not_")
+    test = _TESTS[op[4:] if negated else op]
+    hit = any(test(item, expected, cs) for item in items)
+    return not hit if negated else hit
+
+
+def resolve(ctx: dict, field: str):
+    """Value of a dotted field path in the context; None when the path does not exist."""
+    if field.startswith(HEADER_PREFIX):
+        headers = ctx.get("headers")
+        return headers.get(field[len(HEADER_PREFIX):].lower()) if isinstance(headers, dict) else None
+    value = ctx
+    for part in field.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _is_present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, list):
+        return any(_is_present(v) for v in value)
+    return True
+
+
+def _text(value):
+    """String form of a context value for string operators (numbers included, booleans not)."""
+    if isinstance(value, str):
+        return value
+    if _is_number(value):
+        return str(value)
+    return None
+
+
+def _number(value):
+    if _is_number(value):
+        return value
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _fold(s: str, cs: bool) -> str:
+    return s if cs else s.casefold()
+
+
+def _equals(actual, expected, cs) -> bool:
+    if isinstance(expected, bool):
+        return actual is expected
+    if isinstance(actual, bool):
+        return False
+    if _is_number(expected):
+        return _number(actual) == expected
+    text = _text(actual)
+    return text is not None and _fold(text, cs) == _fold(expected, cs)
+
+
+def _string_test(method):
+    def test(actual, expected, cs):
+        text = _text(actual)
+        return text is not None and getattr(_fold(text, cs), method)(_fold(expected, cs))
+    return test
+
+
+def _compare(sign):
+    def test(actual, expected, cs):
+        number = None if isinstance(actual, bool) else _number(actual)
+        return number is not None and (number - expected) * sign > 0
+    return test
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(pattern: str, case_sensitive: bool):
+    return regex.compile(pattern, 0 if case_sensitive else regex.IGNORECASE)
+
+
+def _matches(actual, pattern, cs) -> bool:
+    text = _text(actual)
+    if text is None:
+        return False
+    try:
+        return _compile(pattern, cs).search(text, timeout=REGEX_TIMEOUT) is not None
+    except TimeoutError:
+        log.warning("filter regex %r timed out after %ss; treated as no match", pattern, REGEX_TIMEOUT)
+        return False
+
+
+_TESTS = {
+    "equals": _equals,
+    "in": lambda actual, values, cs: any(_equals(actual, v, cs) for v in values),
+    "contains": _string_test("__contains__"),
+    "starts_with": _string_test("startswith"),
+    "ends_with": _string_test("endswith"),
+    "matches": _matches,
+    "gt": _compare(1),
+    "lt": _compare(-1),
+}
+
+
+# --------------------------------------------------------------------------
+# Context
+
+def build_context(email, *, account_id, account_name, company_id, folder, flags, size) -> dict:
+    """Evaluation context for a parsed email plus its mailbox/account values."""
+    flags = list(flags or [])
+    is_unread = "\\seen" not in (f.lower() for f in flags)
+    from_ = getattr(email, "from_", None)
+    from_list = list(getattr(email, "from_addresses", None) or ([from_] if from_ else []))
+    to, cc = _addresses(email, "to"), _addresses(email, "cc")
+    text = getattr(email, "text", None) or ""
+    headers = {
+        name.lower(): values[0] if len(values) == 1 else list(values)
+        for name, values in (getattr(email, "headers", None) or {}).items()
+        if values
+    }
+    return {
+        "subject": getattr(email, "subject", None) or "",
+        "body": text if text.strip() else (getattr(email, "html", None) or ""),
+        "message_id": getattr(email, "message_id", None),
+        "from": {
+            "address": _address(from_) if from_ else None,
+            "addresses": [_address(a) for a in from_list],
+            "domain": _domain(from_) if from_ else None,
+            "domains": _domains(from_list),
+            "raw": getattr(email, "from_raw", None),
+        },
+        "to": [_address(a) for a in to],
+        "cc": [_address(a) for a in cc],
+        "bcc": [_address(a) for a in _addresses(email, "bcc")],
+        "to_domains": _domains(to),
+        "cc_domains": _domains(cc),
+        "reply_to": {"addresses": [_address(a) for a in _addresses(email, "reply_to")]},
+        "sender": {"addresses": [_address(a) for a in _addresses(email, "sender")]},
+        "mailbox": {"folder": folder, "name": account_name},
+        "is_unread": is_unread,
+        "is_read": not is_unread,
+        "flags": flags,
+        "headers": headers,
+        "account": {"id": account_id, "name": account_name, "company_id": company_id},
+        "has_attachments": bool(getattr(email, "attachments", None)),
+        "size": size,
+    }
+
+
+def _addresses(email, attr) -> list:
+    return [a for a in (getattr(email, attr, None) or []) if a is not None]
+
+
+def _address(addr) -> str:
+    return (getattr(addr, "address", None) or "").strip().lower()
+
+
+def _domain(addr) -> str:
+    domain = getattr(addr, "domain", None)
+    if not domain:
+        local, at, domain = _address(addr).rpartition("@")
+        domain = domain if at else ""
+    return domain.strip().lower()
+
+
+def _domains(addrs) -> list[str]:
+    return list(dict.fromkeys(d for d in (_domain(a) for a in addrs) if d))

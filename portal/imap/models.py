@@ -1,0 +1,126 @@
+"""Mailboxes, the per-message audit, and sync runs."""
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..extensions import db
+from ..models import Company, utcnow
+
+OUTCOMES = (
+    "imported",
+    "threaded",
+    "skipped_filter",
+    "skipped_unknown_sender",
+    "skipped_auto_reply",
+    "skipped_too_large",
+    "duplicate",
+    "failed",
+)
+# Outcomes whose rule may change: they become eligible again when the mailbox's rules change.
+RULE_SKIPS = ("skipped_filter", "skipped_unknown_sender")
+MAX_ATTEMPTS = 3
+
+RUN_TRIGGERS = ("manual", "scheduled", "bulk")
+RUN_STATUSES = (
+    "queued",
+    "running",
+    "succeeded",
+    "completed_with_errors",
+    "failed",
+    "deferred",
+    "skipped",
+)
+
+
+class ImapAccount(db.Model):
+    __tablename__ = "imap_accounts"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    host: Mapped[str] = mapped_column(String(255))
+    port: Mapped[int] = mapped_column(default=993)
+    security: Mapped[str] = mapped_column(String(10), default="ssl")
+    verify_tls: Mapped[bool] = mapped_column(default=True)
+    username: Mapped[str] = mapped_column(String(320))
+    password_encrypted: Mapped[str | None] = mapped_column(Text)
+    folder: Mapped[str] = mapped_column(String(500), default="INBOX")
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("companies.id", ondelete="SET NULL"), index=True
+    )
+    priority: Mapped[int] = mapped_column(default=100)
+    process_unread_only: Mapped[bool] = mapped_column(default=True)
+    mark_as_read: Mapped[bool] = mapped_column(default=True)
+    sync_known_only: Mapped[bool] = mapped_column(default=False)
+    schedule_cron: Mapped[str] = mapped_column(String(200), default="*/15 * * * *")
+    filter_query: Mapped[dict | None] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(default=True)
+
+    # Sync state: the UID epoch and the highest UID seen in it.
+    uid_validity: Mapped[int | None] = mapped_column(BigInteger)
+    last_seen_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bumped when filter_query or sync_known_only change, so rule skips are looked at again.
+    rules_version: Mapped[int] = mapped_column(default=1)
+
+    last_synced_at: Mapped[datetime | None] = mapped_column()
+    last_sync_status: Mapped[str | None] = mapped_column(String(30))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    schedule_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    company: Mapped[Company | None] = relationship()
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    @property
+    def scheduled_task_id(self) -> str | None:
+        return f"imap_sync:{self.id}" if self.active and self.id else None
+
+
+class ProcessedMessage(db.Model):
+    __tablename__ = "imap_processed_messages"
+    __table_args__ = (
+        UniqueConstraint("account_id", "uid_validity", "uid"),
+        Index("ix_imap_processed_dedupe", "account_id", "dedupe_key"),
+        Index("ix_imap_processed_outcome", "account_id", "outcome"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("imap_accounts.id", ondelete="CASCADE"))
+    uid_validity: Mapped[int] = mapped_column(BigInteger)
+    uid: Mapped[int] = mapped_column(BigInteger)
+    message_id: Mapped[str | None] = mapped_column(String(998))
+    # "mid:<Message-ID>" or "sha256:<hex of the raw message>" when there is no Message-ID.
+    dedupe_key: Mapped[str | None] = mapped_column(String(1010))
+    outcome: Mapped[str] = mapped_column(String(30))
+    reason: Mapped[str | None] = mapped_column(Text)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
+    subject: Mapped[str | None] = mapped_column(String(998))
+    from_address: Mapped[str | None] = mapped_column(String(320))
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(default=1)
+    rules_version: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SyncRun(db.Model):
+    __tablename__ = "imap_sync_runs"
+    __table_args__ = (Index("ix_imap_sync_runs_account", "account_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("imap_accounts.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(20), default="manual")
+    status: Mapped[str] = mapped_column(String(30), default="queued")
+    job_id: Mapped[str | None] = mapped_column(String(100))
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at and self.finished_at:
+            return int((self.finished_at - self.started_at).total_seconds() * 1000)
+        return None

@@ -1,0 +1,942 @@
+"""A private Dovecot IMAP server for tests (one per pytest session).
+
+Everything (config, TLS material, sockets, logs, maildirs) lives in one
+temporary directory that is removed when the server is cleaned up.  The
+helpers that set up mailboxes (append, flags, expunge, folders) talk IMAP
+through the standard library's ``imaplib`` so that they stay independent
+of ``portal.imap.client``, the code under test.
+
+Fixtures (load with ``pytest_plugins = ["tests.support.dovecot"]``):
+
+* ``dovecot_server`` (session): Dovecot with a plain IMAP port that offers
+  STARTTLS and an implicit-TLS port (``ssl_port``); certificate signed by a
+  throw-away CA at ``ca_cert_path``.  Plaintext login is allowed.
+* ``dovecot_server_no_tls`` (session, started on first use): Dovecot with
+  ``ssl = no`` (no STARTTLS capability, no imaps port).
+* ``imap_account`` (function): a fresh user with a random password on
+  ``dovecot_server``; an :class:`ImapAccount`.
+
+Requires Debian's ``dovecot-imapd`` (``apt-get install -y dovecot-imapd``).
+"""
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import datetime
+import imaplib
+import itertools
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+INSTALL_HINT = "apt-get install -y dovecot-imapd"
+
+# system flag -> maildir info letter (maildir letters must be sorted ASCII)
+_MAILDIR_FLAG_LETTERS = {
+    "\\draft": "D",
+    "\\flagged": "F",
+    "\\answered": "R",
+    "\\seen": "S",
+    "\\deleted": "T",
+}
+
+_APPENDUID_RE = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.I)
+_FETCH_UID_RE = re.compile(rb"UID (\d+)")
+_FETCH_FLAGS_RE = re.compile(rb"FLAGS \(([^)]*)\)")
+
+_instances: "set[DovecotServer]" = set()
+_instances_lock = threading.Lock()
+
+
+class DovecotError(RuntimeError):
+    """The test Dovecot could not be started/stopped or a helper failed."""
+
+
+def find_dovecot() -> str | None:
+    """Path of the dovecot binary, or None."""
+    found = shutil.which("dovecot")
+    if found:
+        return found
+    for candidate in ("/usr/sbin/dovecot", "/usr/local/sbin/dovecot"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def imap_utf7_encode(name: str) -> str:
+    """Mailbox name -> IMAP modified UTF-7 (RFC 3501 5.1.3)."""
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            b64 = base64.b64encode("".join(pending).encode("utf-16-be")).decode("ascii")
+            out.append("&" + b64.rstrip("=").replace("/", ",") + "-")
+            pending.clear()
+
+    for ch in name:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return "".join(out)
+
+
+def quote_mailbox(name: str) -> str:
+    encoded = imap_utf7_encode(name)
+    return '"' + encoded.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_uid_set(text: str | bytes) -> list[int]:
+    """'1:3,7' -> [1, 2, 3, 7] (no '*')."""
+    if isinstance(text, bytes):
+        text = text.decode("ascii")
+    result: list[int] = []
+    for part in text.split(","):
+        if ":" in part:
+            a, b = (int(x) for x in part.split(":"))
+            lo, hi = min(a, b), max(a, b)
+            result.extend(range(lo, hi + 1))
+        else:
+            result.append(int(part))
+    return result
+
+
+def uid_set(uids: Iterable[int]) -> str:
+    """[1, 2, 3, 7] -> '1:3,7'."""
+    ordered = sorted(set(int(u) for u in uids))
+    if not ordered:
+        raise ValueError("empty UID set")
+    parts: list[str] = []
+    start = prev = ordered[0]
+    for uid in ordered[1:]:
+        if uid == prev + 1:
+            prev = uid
+            continue
+        parts.append(f"{start}:{prev}" if prev != start else str(start))
+        start = prev = uid
+    parts.append(f"{start}:{prev}" if prev != start else str(start))
+    return ",".join(parts)
+
+
+def _flags_arg(flags: Iterable[str]) -> str:
+    return "(" + " ".join(flags) + ")"
+
+
+def make_tls_material(directory: Path, *, dns_names: Sequence[str] = ("localhost",),
+                      ip_addresses: Sequence[str] = ("127.0.0.1", "::1")) -> tuple[Path, Path, Path]:
+    """Create a throw-away CA and a server certificate signed by it.
+
+    Returns (ca_cert_path, server_cert_path, server_key_path), PEM files.
+    Uses the ``cryptography`` package, or the ``openssl`` CLI as fallback.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_path = directory / "ca.pem"
+    cert_path = directory / "server.pem"
+    key_path = directory / "server.key"
+    try:
+        _make_tls_material_cryptography(ca_path, cert_path, key_path, dns_names, ip_addresses)
+    except ImportError:
+        _make_tls_material_openssl(directory, ca_path, cert_path, key_path, dns_names, ip_addresses)
+    os.chmod(key_path, 0o600)
+    return ca_path, cert_path, key_path
+
+
+def _make_tls_material_cryptography(ca_path, cert_path, key_path, dns_names, ip_addresses) -> None:
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before = now - datetime.timedelta(days=1)
+    not_after = now + datetime.timedelta(days=30)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MyPortal test CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=False,
+            data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    san: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    san += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0] if dns_names else "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.SubjectAlternativeName(san), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=True,
+            data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
+            encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption()))
+
+
+def _make_tls_material_openssl(directory, ca_path, cert_path, key_path, dns_names, ip_addresses) -> None:
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise DovecotError("need the 'cryptography' package or the openssl CLI to make test certificates")
+    ca_key = directory / "ca.key"
+    csr = directory / "server.csr"
+    ext = directory / "server.ext"
+    san = ",".join([f"DNS:{n}" for n in dns_names] + [f"IP:{ip}" for ip in ip_addresses])
+    ext.write_text(f"subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\n"
+                   "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", str(ca_key), "-out", str(ca_path), "-days", "30", "-subj", "/CN=MyPortal test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", str(key_path), "-out", str(csr), "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca_path), "-CAkey", str(ca_key),
+        "-CAcreateserial", "-out", str(cert_path), "-days", "30", "-extfile", str(ext))
+
+
+def _children_of(pids: set[int]) -> set[int]:
+    """All descendants of ``pids`` (from /proc)."""
+    parent_of: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...   comm may contain spaces/parens
+        try:
+            rest = stat[stat.rindex(b")") + 2:].split()
+            parent_of[int(entry)] = int(rest[1])
+        except (ValueError, IndexError):
+            continue
+    found: set[int] = set()
+    frontier = set(pids)
+    while frontier:
+        nxt = {pid for pid, ppid in parent_of.items() if ppid in frontier and pid not in found}
+        found |= nxt
+        frontier = nxt
+    return found
+
+
+def _process_group_members(pgid: int) -> set[int]:
+    members: set[int] = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            rest = stat[stat.rindex(b")") + 2:].split()
+            if int(rest[2]) == pgid and rest[0] != b"Z":
+                members.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return members
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    state = stat[stat.rindex(b")") + 2:].split()[0]
+    return state not in (b"Z", b"X")
+
+
+class DovecotServer:
+    """One private Dovecot instance.
+
+    ``tls``: configure a certificate; the plain port then offers STARTTLS and
+    ``ssl_port`` speaks implicit TLS.  ``require_tls``: ``ssl = required``
+    (login only over TLS/STARTTLS).  Restarting keeps ports and data.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None, *, tls: bool = True,
+                 require_tls: bool = False, host: str = "127.0.0.1",
+                 port: int | None = None, ssl_port: int | None = None,
+                 extra_config: str = "", binary: str | None = None) -> None:
+        if require_tls and not tls:
+            raise ValueError("require_tls needs tls=True")
+        self.binary = binary or find_dovecot()
+        if not self.binary:
+            raise DovecotError(f"dovecot is not installed (no 'dovecot' binary); run: {INSTALL_HINT}")
+        self._own_root = root is None
+        self.root = Path(tempfile.mkdtemp(prefix="dovecot-test-") if root is None else root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o755)  # mail processes run as an unprivileged user
+        self.host = host
+        self.port = port or free_port(host)
+        self.tls = tls
+        self.require_tls = require_tls
+        self.ssl_port: int | None = (ssl_port or free_port(host)) if tls else None
+        self.extra_config = extra_config
+        self.base_dir = self.root / "run"
+        self.state_dir = self.root / "state"
+        self.mail_root = self.root / "mail"
+        self.log_path = self.root / "dovecot.log"
+        self.conf_path = self.root / "dovecot.conf"
+        self.passwd_path = self.root / "passwd"
+        self.ca_cert_path: Path | None = None
+        self.server_cert_path: Path | None = None
+        self.server_key_path: Path | None = None
+        self.users: dict[str, str] = {}
+        self._proc: subprocess.Popen | None = None
+        self._users_lock = threading.Lock()
+        self._counter = itertools.count(1)
+        self._prepare()
+
+    # ------------------------------------------------------------------ setup
+    def _prepare(self) -> None:
+        for d in (self.base_dir, self.state_dir):
+            d.mkdir(parents=True, exist_ok=True)
+            os.chmod(d, 0o755)
+        self.mail_root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.mail_root, 0o777)
+        if not self.passwd_path.exists():
+            self.passwd_path.write_text("")
+        os.chmod(self.passwd_path, 0o644)
+        if self.tls and self.ca_cert_path is None:
+            self.ca_cert_path, self.server_cert_path, self.server_key_path = make_tls_material(self.root / "tls")
+        self.conf_path.write_text(self._config())
+
+    def _config(self) -> str:
+        if os.geteuid() == 0:
+            mail_user, mail_group = "nobody", "nogroup"
+            users = ""
+        else:  # unprivileged run: everything as the current user
+            import grp
+            import pwd
+            mail_user = pwd.getpwuid(os.getuid()).pw_name
+            mail_group = grp.getgrgid(os.getgid()).gr_name
+            users = f"default_internal_user = {mail_user}\ndefault_login_user = {mail_user}\n"
+        if self.tls:
+            ssl_mode = "required" if self.require_tls else "yes"
+            dh = "/usr/share/dovecot/dh.pem"
+            ssl_conf = (f"ssl = {ssl_mode}\nssl_cert = <{self.server_cert_path}\n"
+                        f"ssl_key = <{self.server_key_path}\n"
+                        + (f"ssl_dh = <{dh}\n" if os.path.exists(dh) else ""))
+            imaps = f"  inet_listener imaps {{\n    address = {self.host}\n    port = {self.ssl_port}\n    ssl = yes\n  }}\n"
+        else:
+            ssl_conf = "ssl = no\n"
+            imaps = "  inet_listener imaps {\n    port = 0\n  }\n"
+        return f"""# generated by tests/support/dovecot.py
+base_dir = {self.base_dir}
+state_dir = {self.state_dir}
+log_path = {self.log_path}
+info_log_path = {self.log_path}
+protocols = imap
+listen = {self.host}
+{users}{ssl_conf}disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+first_valid_uid = 1
+mail_location = maildir:{self.mail_root}/%u
+mail_fsync = never
+mail_max_userip_connections = 1000
+imap_max_line_length = 4M
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {self.passwd_path}
+}}
+userdb {{
+  driver = static
+  args = uid={mail_user} gid={mail_group} home={self.mail_root}/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {self.host}
+    port = {self.port}
+  }}
+{imaps}  chroot =
+}}
+service anvil {{
+  chroot =
+}}
+{self.extra_config}
+"""
+
+    # -------------------------------------------------------------- lifecycle
+    @property
+    def master_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    def is_running(self) -> bool:
+        return self.master_pid is not None
+
+    def pids(self) -> set[int]:
+        """PIDs of this instance's processes (master and all children)."""
+        if self._proc is None:
+            return set()
+        pids = {self._proc.pid} if _alive(self._proc.pid) else set()
+        return (pids | _children_of({self._proc.pid}) | _process_group_members(self._proc.pid))
+
+    def start(self, timeout: float = 20.0) -> "DovecotServer":
+        if self.is_running():
+            return self
+        self._proc = None
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                [self.binary, "-F", "-c", str(self.conf_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, close_fds=True)
+        with _instances_lock:
+            _instances.add(self)
+        deadline = time.monotonic() + timeout
+        ports = [(self.port, False)] + ([(self.ssl_port, True)] if self.ssl_port else [])
+        for port, use_tls in ports:
+            while True:
+                if self._proc.poll() is not None:
+                    raise DovecotError(f"dovecot exited with status {self._proc.returncode} "
+                                       f"while starting; log:\n{self.log_tail()}")
+                if self._greets(port, use_tls):
+                    break
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise DovecotError(f"dovecot did not greet on {self.host}:{port} within {timeout}s; "
+                                       f"log:\n{self.log_tail()}")
+                time.sleep(0.05)
+        return self
+
+    def _greets(self, port: int, use_tls: bool) -> bool:
+        try:
+            sock = socket.create_connection((self.host, port), timeout=2)
+        except OSError:
+            return False
+        try:
+            if use_tls:
+                sock = self.ssl_context().wrap_socket(sock, server_hostname=self.host)
+            return sock.recv(200).startswith(b"* OK")
+        except OSError:
+            return False
+        finally:
+            sock.close()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Graceful stop (SIGTERM to the master, like ``kill $(cat master.pid)``);
+        waits until every process of the instance is gone."""
+        proc = self._proc
+        if proc is None:
+            return
+        pids = self.pids()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+        self._wait_gone(pids | self.pids(), timeout)
+        self._finish()
+
+    def kill(self) -> None:
+        """Crash the instance: SIGKILL to the master and every child."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGSTOP)  # no respawning while we kill the children
+        pids = self.pids()
+        for pid in pids - {proc.pid}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        self._wait_gone(pids | self.pids(), 10)
+        self._finish()
+
+    def _wait_gone(self, pids: set[int], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = {pid for pid in pids if _alive(pid)}
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.1)
+                return
+            time.sleep(0.02)
+
+    def _finish(self) -> None:
+        with _instances_lock:
+            _instances.discard(self)
+        # stale pid file would confuse a later start
+        with contextlib.suppress(FileNotFoundError):
+            (self.base_dir / "master.pid").unlink()
+
+    def restart(self, timeout: float = 20.0) -> "DovecotServer":
+        """Stop (if running) and start again on the same ports with the same data."""
+        self.stop()
+        return self.start(timeout)
+
+    def cleanup(self) -> None:
+        """Stop and remove the temp directory (if this object created it)."""
+        try:
+            self.stop()
+        finally:
+            if self._own_root:
+                shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> "DovecotServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # ------------------------------------------------------------------ users
+    def add_user(self, name: str, password: str) -> None:
+        """Add (or replace) a user.  Dovecot re-reads the passwd-file when it
+        changes, so no restart is needed."""
+        if any(c in name + password for c in ":\n\r"):
+            raise ValueError("user names and passwords may not contain ':' or newlines here")
+        with self._users_lock:
+            self.users[name] = password
+            text = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.users.items())
+            tmp = self.passwd_path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, self.passwd_path)
+
+    def new_user(self, prefix: str = "user") -> tuple[str, str]:
+        """Create a unique user with a random password."""
+        name = f"{prefix}{next(self._counter)}x{secrets.token_hex(3)}"
+        password = "pw-" + secrets.token_urlsafe(12)
+        self.add_user(name, password)
+        return name, password
+
+    # ------------------------------------------------------------ imap access
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.ca_cert_path:
+            ctx.load_verify_locations(cafile=str(self.ca_cert_path))
+        return ctx
+
+    def connect(self, user: str, password: str, *, use_ssl: bool = False,
+                timeout: float = 30.0) -> imaplib.IMAP4:
+        """Logged-in imaplib client (STARTTLS first when the server requires TLS)."""
+        if use_ssl:
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(self.host, self.ssl_port, ssl_context=self.ssl_context(),
+                                                      timeout=timeout)
+        else:
+            client = imaplib.IMAP4(self.host, self.port, timeout=timeout)
+            if self.require_tls:
+                client.starttls(self.ssl_context())
+        try:
+            client.login(user, password)
+        except Exception:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
+        return client
+
+    @contextlib.contextmanager
+    def session(self, user: str, password: str):
+        client = self.connect(user, password)
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.logout()
+
+    @staticmethod
+    def _check(result: tuple, what: str) -> list:
+        typ, data = result
+        if typ != "OK":
+            raise DovecotError(f"{what} failed: {typ} {data!r}")
+        return data
+
+    def create_folder(self, user: str, password: str, folder: str) -> None:
+        with self.session(user, password) as c:
+            self._check(c.create(quote_mailbox(folder)), f"CREATE {folder}")
+
+    def delete_folder(self, user: str, password: str, folder: str) -> None:
+        with self.session(user, password) as c:
+            self._check(c.delete(quote_mailbox(folder)), f"DELETE {folder}")
+
+    def list_folders(self, user: str, password: str) -> list[str]:
+        with self.session(user, password) as c:
+            data = self._check(c.list(), "LIST")
+        names = []
+        for item in data:
+            if isinstance(item, tuple):  # name sent as literal
+                names.append(item[1].decode())
+            elif item:
+                m = re.match(rb'\([^)]*\) (?:"[^"]*"|NIL) (.*)$', item)
+                if m:
+                    names.append(m.group(1).decode().strip('"'))
+        return names
+
+    def _ensure_folder(self, client: imaplib.IMAP4, folder: str, create: bool) -> None:
+        if folder.upper() == "INBOX":
+            return
+        typ, data = client.status(quote_mailbox(folder), "(MESSAGES)")
+        if typ == "OK":
+            return
+        if not create:
+            raise DovecotError(f"folder {folder!r} does not exist")
+        self._check(client.create(quote_mailbox(folder)), f"CREATE {folder}")
+
+    def append(self, user: str, password: str, folder: str, raw: bytes,
+               flags: Iterable[str] = (), create: bool = True) -> int:
+        """APPEND one message; returns its UID (from APPENDUID)."""
+        return self.append_many(user, password, folder, [raw], flags=flags, create=create)[0]
+
+    def append_many(self, user: str, password: str, folder: str, raws: Sequence[bytes],
+                    flags: Iterable[str] = (), create: bool = True,
+                    batch: int = 500, batch_bytes: int = 16 << 20) -> list[int]:
+        """Fast bulk APPEND: one connection, MULTIAPPEND with LITERAL+
+        (no round trip per message).  Returns the UIDs in input order."""
+        raws = [bytes(r) for r in raws]
+        if not raws:
+            return []
+        flag_arg = _flags_arg(flags).encode("ascii")
+        uids: list[int] = []
+        with self.session(user, password) as c:
+            self._ensure_folder(c, folder, create)
+            caps = set(c.capabilities)
+            pipelined = "LITERAL+" in caps and "MULTIAPPEND" in caps
+            mailbox = quote_mailbox(folder).encode("ascii")
+            i = 0
+            while i < len(raws):
+                if not pipelined:
+                    typ, data = c.append(mailbox.decode(), flag_arg.decode(), None, raws[i])
+                    uids.extend(self._appenduids(typ, data, 1))
+                    i += 1
+                    continue
+                group: list[bytes] = []
+                size = 0
+                while i < len(raws) and len(group) < batch and (not group or size + len(raws[i]) <= batch_bytes):
+                    group.append(raws[i])
+                    size += len(raws[i])
+                    i += 1
+                uids.extend(self._multiappend(c, mailbox, flag_arg, group))
+        return uids
+
+    def _multiappend(self, c: imaplib.IMAP4, mailbox: bytes, flag_arg: bytes,
+                     group: list[bytes]) -> list[int]:
+        tag = b"MA" + secrets.token_hex(4).encode()
+        parts = [tag, b" APPEND ", mailbox]
+        for raw in group:
+            parts += [b" ", flag_arg, b" {", str(len(raw)).encode(), b"+}\r\n", raw]
+        parts.append(b"\r\n")
+        c.send(b"".join(parts))
+        while True:
+            line = c.readline()
+            if not line:
+                raise DovecotError("connection closed during APPEND")
+            if line.startswith(tag + b" "):
+                break
+        status = line.split(b" ", 2)[1].upper()
+        if status != b"OK":
+            raise DovecotError(f"APPEND failed: {line!r}")
+        return self._appenduids("OK", [line], len(group))
+
+    @staticmethod
+    def _appenduids(typ: str, data: list, count: int) -> list[int]:
+        if typ != "OK":
+            raise DovecotError(f"APPEND failed: {typ} {data!r}")
+        text = b" ".join(d for d in data if isinstance(d, bytes))
+        m = _APPENDUID_RE.search(text)
+        if not m:
+            raise DovecotError(f"no APPENDUID in APPEND response: {data!r}")
+        uids = parse_uid_set(m.group(2))
+        if len(uids) != count:
+            raise DovecotError(f"APPENDUID lists {len(uids)} UIDs for {count} messages: {text!r}")
+        return uids
+
+    def folder_path(self, user: str, folder: str) -> Path:
+        """Maildir++ directory of a folder."""
+        base = self.mail_root / user
+        if folder.upper() == "INBOX":
+            return base
+        return base / ("." + imap_utf7_encode(folder))
+
+    def fill_maildir(self, user: str, password: str, folder: str, raws: Sequence[bytes],
+                     flags: Iterable[str] = (), create: bool = True) -> list[int]:
+        """Fastest bulk path: write the messages as maildir files, then let
+        Dovecot assign UIDs (via STATUS) and read them back from
+        ``dovecot-uidlist``.  Returns UIDs in input order.  Only system flags."""
+        letters = []
+        for flag in flags:
+            letter = _MAILDIR_FLAG_LETTERS.get(flag.lower())
+            if letter is None:
+                raise ValueError(f"fill_maildir supports only system flags, not {flag!r}")
+            letters.append(letter)
+        info = ":2," + "".join(sorted(set(letters)))
+        with self.session(user, password) as c:
+            self._ensure_folder(c, folder, create)
+            self._check(c.status(quote_mailbox(folder), "(UIDNEXT)"), f"STATUS {folder}")
+            path = self.folder_path(user, folder)
+            if not (path / "cur").is_dir():
+                raise DovecotError(f"maildir for {folder!r} not found at {path}")
+            st = os.stat(path / "cur")
+            ts = int(time.time())
+            stamp = f"{ts}.M{{:09d}}P{os.getpid()}Q{secrets.token_hex(4)}.portaltest"
+            names = []
+            tmp_dir = path / "tmp"
+            for n, raw in enumerate(raws):
+                name = stamp.format(n)
+                names.append(name)
+                tmp = tmp_dir / name
+                with open(tmp, "wb") as fh:
+                    fh.write(raw)
+                if os.geteuid() == 0:
+                    os.chown(tmp, st.st_uid, st.st_gid)
+                if letters:
+                    os.rename(tmp, path / "cur" / (name + info))
+                else:
+                    os.rename(tmp, path / "new" / name)
+            # any command that syncs the mailbox makes Dovecot assign UIDs
+            self._check(c.status(quote_mailbox(folder), "(MESSAGES UIDNEXT)"), f"STATUS {folder}")
+        uid_of: dict[str, int] = {}
+        wanted = set(names)
+        for line in (path / "dovecot-uidlist").read_text(errors="replace").splitlines()[1:]:
+            if " :" not in line:
+                continue
+            head, fname = line.split(" :", 1)
+            fname = fname.split(":2,", 1)[0]
+            if fname in wanted:
+                uid_of[fname] = int(head.split()[0])
+        missing = [n for n in names if n not in uid_of]
+        if missing:
+            raise DovecotError(f"Dovecot did not assign UIDs to {len(missing)} maildir files")
+        return [uid_of[n] for n in names]
+
+    def uids_and_flags(self, user: str, password: str, folder: str) -> dict[int, set[str]]:
+        """{uid: flags} of a folder (read-only EXAMINE; \\Recent left out)."""
+        result: dict[int, set[str]] = {}
+        with self.session(user, password) as c:
+            typ, data = c.select(quote_mailbox(folder), readonly=True)
+            self._check((typ, data), f"EXAMINE {folder}")
+            if int(data[0] or 0) == 0:
+                return result
+            data = self._check(c.uid("FETCH", "1:*", "(UID FLAGS)"), "UID FETCH")
+        for item in data:
+            if isinstance(item, tuple):
+                item = item[0]
+            if not item:
+                continue
+            m_uid = _FETCH_UID_RE.search(item)
+            m_flags = _FETCH_FLAGS_RE.search(item)
+            if not m_uid:
+                continue
+            flags = set(m_flags.group(1).decode().split()) if m_flags else set()
+            flags.discard("\\Recent")
+            result[int(m_uid.group(1))] = flags
+        return result
+
+    def store_flags(self, user: str, password: str, folder: str, uids: Iterable[int],
+                    flags: Iterable[str], add: bool = True) -> None:
+        uids = list(uids)
+        if not uids:
+            return
+        with self.session(user, password) as c:
+            self._check(c.select(quote_mailbox(folder)), f"SELECT {folder}")
+            op = "+FLAGS.SILENT" if add else "-FLAGS.SILENT"
+            self._check(c.uid("STORE", uid_set(uids), op, _flags_arg(flags)), "UID STORE")
+
+    def expunge(self, user: str, password: str, folder: str, uids: Iterable[int]) -> None:
+        """Remove exactly these UIDs (\\Deleted + UID EXPUNGE)."""
+        uids = list(uids)
+        if not uids:
+            return
+        with self.session(user, password) as c:
+            self._check(c.select(quote_mailbox(folder)), f"SELECT {folder}")
+            s = uid_set(uids)
+            self._check(c.uid("STORE", s, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE")
+            self._check(c.uid("EXPUNGE", s), "UID EXPUNGE")
+
+
+@dataclass
+class ImapAccount:
+    """A user on a test Dovecot, with helpers bound to it."""
+    server: DovecotServer
+    username: str
+    password: str = field(repr=False)
+
+    @property
+    def host(self) -> str:
+        return self.server.host
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    @property
+    def ssl_port(self) -> int | None:
+        return self.server.ssl_port
+
+    @property
+    def ca_cert_path(self) -> str | None:
+        return str(self.server.ca_cert_path) if self.server.ca_cert_path else None
+
+    def append(self, raw: bytes, folder: str = "INBOX", flags: Iterable[str] = (), create: bool = True) -> int:
+        return self.server.append(self.username, self.password, folder, raw, flags=flags, create=create)
+
+    def append_many(self, raws: Sequence[bytes], folder: str = "INBOX", flags: Iterable[str] = (),
+                    create: bool = True) -> list[int]:
+        return self.server.append_many(self.username, self.password, folder, raws, flags=flags, create=create)
+
+    def fill_maildir(self, raws: Sequence[bytes], folder: str = "INBOX", flags: Iterable[str] = (),
+                     create: bool = True) -> list[int]:
+        return self.server.fill_maildir(self.username, self.password, folder, raws, flags=flags, create=create)
+
+    def flags(self, folder: str = "INBOX") -> dict[int, set[str]]:
+        return self.server.uids_and_flags(self.username, self.password, folder)
+
+    def store_flags(self, uids: Iterable[int], flags: Iterable[str], folder: str = "INBOX",
+                    add: bool = True) -> None:
+        self.server.store_flags(self.username, self.password, folder, uids, flags, add=add)
+
+    def create_folder(self, folder: str) -> None:
+        self.server.create_folder(self.username, self.password, folder)
+
+    def delete_folder(self, folder: str) -> None:
+        self.server.delete_folder(self.username, self.password, folder)
+
+    def list_folders(self) -> list[str]:
+        return self.server.list_folders(self.username, self.password)
+
+    def expunge(self, uids: Iterable[int], folder: str = "INBOX") -> None:
+        self.server.expunge(self.username, self.password, folder, uids)
+
+    def connect(self) -> imaplib.IMAP4:
+        """A logged-in imaplib client (caller logs out)."""
+        return self.server.connect(self.username, self.password)
+
+
+def make_message(n: int = 1, *, subject: str | None = None, body: bytes | None = None,
+                 sender: str = "customer@example.com", to: str = "support@example.com",
+                 extra_headers: str = "") -> bytes:
+    """A small RFC 5322 message with CRLF line endings (Dovecot returns CRLF,
+    so CRLF input comes back byte-for-byte)."""
+    subject = subject if subject is not None else f"Test message {n}"
+    body = body if body is not None else f"Hello, this is message number {n}.\r\n".encode()
+    head = (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <test-{n}-{secrets.token_hex(6)}@example.com>\r\n"
+            f"Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n{extra_headers}"
+            "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n")
+    return head.encode() + body
+
+
+@atexit.register
+def _stop_all_at_exit() -> None:
+    with _instances_lock:
+        leftovers = list(_instances)
+    for server in leftovers:
+        with contextlib.suppress(Exception):
+            server.kill()
+
+
+# ------------------------------------------------------------------ fixtures
+try:
+    import pytest
+except ImportError:  # pragma: no cover - module usable without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    def _start_or_fail(**kwargs) -> DovecotServer:
+        if not find_dovecot():
+            pytest.fail(f"Dovecot is required for the IMAP integration tests but is not installed; "
+                        f"run: {INSTALL_HINT}", pytrace=False)
+        server = DovecotServer(**kwargs)
+        try:
+            server.start()
+        except Exception:
+            server.cleanup()
+            raise
+        return server
+
+    @pytest.fixture(scope="session")
+    def dovecot_server():
+        """Session-wide Dovecot: plain port with STARTTLS, implicit-TLS ssl_port."""
+        server = _start_or_fail(tls=True)
+        try:
+            yield server
+        finally:
+            server.cleanup()
+
+    @pytest.fixture(scope="session")
+    def dovecot_server_no_tls():
+        """Session-wide Dovecot without any TLS (no STARTTLS capability)."""
+        server = _start_or_fail(tls=False)
+        try:
+            yield server
+        finally:
+            server.cleanup()
+
+    @pytest.fixture
+    def imap_account(dovecot_server) -> ImapAccount:
+        """A fresh user with a random password on ``dovecot_server``."""
+        name, password = dovecot_server.new_user()
+        return ImapAccount(dovecot_server, name, password)

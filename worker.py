@@ -1,0 +1,37 @@
+"""RQ worker for the `imap` queue; every job runs inside an app context.
+
+Run any number of these, on any machines that reach the same Redis and database:
+    python worker.py [--burst]
+"""
+import logging
+import sys
+
+from rq import Worker
+
+from portal import create_app
+from portal.extensions import IMAP_QUEUE, get_redis
+
+
+class AppContextWorker(Worker):
+    """Pushes a fresh Flask app context around each job (and tears it down after)."""
+
+    flask_app = None
+
+    def perform_job(self, job, queue):
+        with self.flask_app.app_context():
+            return super().perform_job(job, queue)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app()
+    AppContextWorker.flask_app = app
+    with app.app_context():
+        connection = get_redis()
+    worker = AppContextWorker([IMAP_QUEUE], connection=connection)
+    worker.work(burst="--burst" in argv, with_scheduler=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
