@@ -1,0 +1,445 @@
+from types import SimpleNamespace
+
+import pytest
+
+from portal.imap import filters
+from portal.imap.filters import (
+    FIELDS, OPERATORS, FilterError, build_context, evaluate, parse_filter_text, validate,
+)
+
+CTX = {
+    "subject": "Re: [Ticket #123] Printer Offline",
+    "body": "   ",
+    "size": 2048,
+    "is_unread": True,
+    "has_attachments": False,
+    "to": ["support@example.com", "Sales@Example.com"],
+    "cc": [],
+    "flags": ["\\Seen", "\\Flagged"],
+    "from": {"address": "jane@acme.com", "domain": "acme.com"},
+    "account": {"id": 7, "name": "Acme support", "company_id": 42},
+    "headers": {"x-spam-score": "4.5", "received": ["from a.acme.com", "from b.example.com"],
+                "x-empty": " "},
+}
+
+
+def ev(**condition):
+    return evaluate(condition, CTX)
+
+
+# ---------------------------------------------------------------- operators
+
+
+@pytest.mark.parametrize("condition,expected", [
+    ({"field": "subject", "equals": "re: [ticket #123] printer offline"}, True),
+    ({"field": "subject", "equals": "Printer Offline"}, False),
+    ({"field": "subject", "not_equals": "Printer Offline"}, True),
+    ({"field": "subject", "in": ["x", "RE: [TICKET #123] PRINTER OFFLINE"]}, True),
+    ({"field": "subject", "in": ["x", "y"]}, False),
+    ({"field": "subject", "not_in": ["x", "y"]}, True),
+    ({"field": "subject", "contains": "printer"}, True),
+    ({"field": "subject", "not_contains": "printer"}, False),
+    ({"field": "subject", "starts_with": "re:"}, True),
+    ({"field": "subject", "starts_with": "printer"}, False),
+    ({"field": "subject", "ends_with": "OFFLINE"}, True),
+    ({"field": "subject", "ends_with": "Printer"}, False),
+    ({"field": "subject", "matches": r"#\d+"}, True),  # search, not full match
+    ({"field": "subject", "matches": r"^#\d+"}, False),
+    ({"field": "subject", "not_matches": r"#\d+"}, False),
+    ({"field": "subject", "not_matches": r"^#\d+"}, True),
+    ({"field": "subject", "present": True}, True),
+    ({"field": "subject", "absent": True}, False),
+    ({"field": "size", "gt": 2047}, True),
+    ({"field": "size", "gt": 2048}, False),
+    ({"field": "size", "lt": 2048.5}, True),
+    ({"field": "size", "lt": 2048}, False),
+    ({"field": "size", "equals": 2048}, True),
+    ({"field": "size", "in": [1, 2048]}, True),
+    ({"field": "size", "not_equals": 2048}, False),
+    ({"field": "account.id", "equals": "7"}, True),  # numbers compare as text with text values
+    ({"field": "account.name", "equals": "acme support"}, True),
+    ({"field": "account.company_id", "equals": 42}, True),
+    ({"field": "headers.x-spam-score", "lt": 5}, True),  # numeric header values compare as numbers
+    ({"field": "headers.x-spam-score", "gt": 5}, False),
+    ({"field": "headers.x-spam-score", "equals": 4.5}, True),
+    ({"field": "subject", "gt": 1}, False),  # non-numeric text never compares
+])
+def test_operators_on_scalar_fields(condition, expected):
+    assert evaluate(condition, CTX) is expected
+
+
+@pytest.mark.parametrize("condition,expected", [
+    # positive operators: any element
+    ({"field": "to", "equals": "sales@example.com"}, True),
+    ({"field": "to", "equals": "other@example.com"}, False),
+    ({"field": "to", "in": ["x@y.z", "support@example.com"]}, True),
+    ({"field": "to", "contains": "sales"}, True),
+    ({"field": "to", "starts_with": "support@"}, True),
+    ({"field": "to", "ends_with": "@acme.com"}, False),
+    ({"field": "to", "matches": "^sales@"}, True),
+    ({"field": "flags", "equals": "\\flagged"}, True),
+    ({"field": "headers.received", "contains": "acme.com"}, True),
+    # negative operators: every element
+    ({"field": "to", "not_equals": "sales@example.com"}, False),
+    ({"field": "to", "not_equals": "other@example.com"}, True),
+    ({"field": "to", "not_in": ["support@example.com"]}, False),
+    ({"field": "to", "not_in": ["x@y.z"]}, True),
+    ({"field": "to", "not_contains": "sales"}, False),
+    ({"field": "to", "not_contains": "acme"}, True),
+    ({"field": "to", "not_matches": "^sales@"}, False),
+    ({"field": "to", "not_matches": "acme"}, True),
+    ({"field": "headers.received", "not_contains": "acme.com"}, False),
+    # empty list: positive fails, negative passes, absent
+    ({"field": "cc", "equals": "x@y.z"}, False),
+    ({"field": "cc", "not_equals": "x@y.z"}, True),
+    ({"field": "cc", "absent": True}, True),
+    ({"field": "cc", "present": True}, False),
+    ({"field": "to", "present": True}, True),
+])
+def test_operators_on_list_fields(condition, expected):
+    assert evaluate(condition, CTX) is expected
+
+
+def test_case_sensitive():
+    assert ev(field="subject", contains="printer") is True
+    assert ev(field="subject", contains="printer", case_sensitive=True) is False
+    assert ev(field="subject", contains="Printer", case_sensitive=True) is True
+    assert ev(field="subject", equals="RE: [TICKET #123] PRINTER OFFLINE", case_sensitive=True) is False
+    assert ev(field="subject", matches="OFFLINE") is True
+    assert ev(field="subject", matches="OFFLINE", case_sensitive=True) is False
+    assert evaluate({"field": "to", "in": ["SALES@EXAMPLE.COM"], "case_sensitive": True}, CTX) is False
+    assert evaluate({"field": "to", "in": ["Sales@Example.com"], "case_sensitive": True}, CTX) is True
+
+
+def test_whitespace_and_missing_values_are_absent():
+    assert ev(field="body", absent=True) is True
+    assert ev(field="body", present=True) is False
+    assert ev(field="body", present=False) is True
+    assert ev(field="body", absent=False) is False
+    assert ev(field="headers.x-empty", absent=True) is True
+    assert ev(field="headers.x-missing", absent=True) is True
+    assert ev(field="headers.x-spam-score", absent=True) is False
+    assert evaluate({"field": "to", "absent": True}, {"to": ["  ", ""]}) is True
+
+
+def test_missing_path_is_null():
+    assert filters.resolve(CTX, "reply_to.addresses") is None
+    assert filters.resolve(CTX, "from.raw") is None
+    assert filters.resolve({"from": None}, "from.address") is None
+    assert filters.resolve(CTX, "headers.X-Spam-Score") == "4.5"
+    # null: positive operators fail, negative ones pass
+    assert ev(field="from.raw", equals="x") is False
+    assert ev(field="from.raw", contains="") is False
+    assert ev(field="from.raw", matches=".*") is False
+    assert ev(field="from.raw", gt=0) is False
+    assert ev(field="from.raw", not_equals="x") is True
+    assert ev(field="from.raw", not_matches="x") is True
+    assert ev(field="headers.x-spam-flag", not_equals="yes") is True
+
+
+def test_booleans_compare_with_true_and_false():
+    assert ev(field="is_unread", equals=True) is True
+    assert ev(field="is_unread", equals=False) is False
+    assert ev(field="has_attachments", equals=False) is True
+    assert ev(field="has_attachments", not_equals=True) is True
+    assert ev(field="is_unread", equals="true") is False  # a string is not a boolean
+    assert ev(field="size", equals=True) is False
+    assert evaluate({"field": "account.id", "equals": True}, {"account": {"id": 1}}) is False
+
+
+# ---------------------------------------------------------------- groups
+
+YES = {"field": "subject", "contains": "printer"}
+NO = {"field": "subject", "contains": "scanner"}
+
+
+@pytest.mark.parametrize("node,expected", [
+    ({"all": []}, True),
+    ({"any": []}, False),
+    ({"none": []}, True),
+    ({"all": [YES, YES]}, True),
+    ({"all": [YES, NO]}, False),
+    ({"any": [NO, YES]}, True),
+    ({"any": [NO, NO]}, False),
+    ({"none": [NO, NO]}, True),
+    ({"none": [NO, YES]}, False),
+    ({"all": [YES], "any": [NO, YES], "none": [NO]}, True),
+    ({"all": [YES], "any": [NO]}, False),
+    ({"all": [YES], "none": [YES]}, False),
+    ({"any": [{"all": [YES, {"none": [NO]}]}, NO]}, True),
+    ({"any": [{"all": [YES, {"none": [YES]}]}, NO]}, False),
+])
+def test_groups(node, expected):
+    assert evaluate(node, CTX) is expected
+
+
+@pytest.mark.parametrize("empty", [None, {}])
+def test_empty_filter_passes_everything(empty):
+    assert validate(empty) == []
+    assert evaluate(empty, {}) is True
+
+
+def test_evaluate_rejects_invalid_filter():
+    with pytest.raises(FilterError) as exc:
+        evaluate({"field": "subject", "startswith": "x"}, CTX)
+    assert exc.value.errors == ["Unknown operator 'startswith'"]
+
+
+# ---------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("obj,errors", [
+    ({"equals": "x"}, ["Missing 'field'"]),
+    ({"field": "subject"}, ["Missing operator: add one of equals, not_equals, in, not_in, contains, "
+                            "not_contains, starts_with, ends_with, matches, not_matches, present, "
+                            "absent, gt, lt"]),
+    ({"field": "subject", "equals": "a", "contains": "b"},
+     ["Several operators ('equals', 'contains'): a condition takes exactly one; "
+      "combine conditions with 'all'"]),
+    ({"field": "subjekt", "equals": "a"}, ["Unknown field 'subjekt'"]),
+    ({"field": "headers.", "equals": "a"}, ["Unknown field 'headers.'"]),
+    ({"field": 3, "equals": "a"}, ["'field' must be a string"]),
+    ({"field": "subject", "startswith": "a"}, ["Unknown operator 'startswith'"]),
+    ({"field": "subject", "equals": "a", "cs": True}, ["Unknown operator 'cs'"]),
+    ({"field": "subject", "in": "a"}, ["Operator 'in' expects an array of values"]),
+    ({"field": "subject", "not_in": [["a"]]}, ["Operator 'not_in' expects an array of values"]),
+    ({"field": "subject", "in": [None]}, ["Operator 'in' expects an array of values"]),
+    ({"field": "subject", "equals": None}, ["Operator 'equals' expects a string, number or boolean"]),
+    ({"field": "subject", "not_equals": ["a"]}, ["Operator 'not_equals' expects a string, number or boolean"]),
+    ({"field": "size", "gt": "10"}, ["Operator 'gt' expects a number"]),
+    ({"field": "size", "lt": True}, ["Operator 'lt' expects a number"]),
+    ({"field": "subject", "present": "yes"}, ["Operator 'present' expects true or false"]),
+    ({"field": "subject", "absent": 1}, ["Operator 'absent' expects true or false"]),
+    ({"field": "subject", "contains": 1}, ["Operator 'contains' expects a string"]),
+    ({"field": "subject", "not_contains": None}, ["Operator 'not_contains' expects a string"]),
+    ({"field": "subject", "starts_with": ["a"]}, ["Operator 'starts_with' expects a string"]),
+    ({"field": "subject", "ends_with": {}}, ["Operator 'ends_with' expects a string"]),
+    ({"field": "subject", "matches": 1}, ["Operator 'matches' expects a string"]),
+    ({"field": "subject", "matches": "("},
+     ["Operator 'matches' has an invalid regular expression: missing ) at position 1"]),
+    ({"field": "subject", "not_matches": "a{2,1}"},
+     ["Operator 'not_matches' has an invalid regular expression: "
+      "min repeat greater than max repeat at position 2"]),
+    ({"field": "subject", "equals": "a", "case_sensitive": "yes"}, ["'case_sensitive' must be true or false"]),
+    ({"all": "x"}, ["'all' must be an array"]),
+    ({"any": {}}, ["'any' must be an array"]),
+    ({"none": None}, ["'none' must be an array"]),
+    ({"all": ["subject"]}, ["all[0]: expected an object (a condition or a group), got a string"]),
+    ({"any": [YES, 1, None, []]}, ["any[1]: expected an object (a condition or a group), got a number",
+                                   "any[2]: expected an object (a condition or a group), got null",
+                                   "any[3]: expected an object (a condition or a group), got an array"]),
+    ({"all": [{}]}, ["all[0]: empty node: expected a condition ('field' and an operator) "
+                     "or a group ('all', 'any', 'none')"]),
+    ({"field": "subject", "equals": "a", "all": []}, ["A node cannot mix 'field' with group keys ('all')"]),
+    ({"all": [], "equals": "a"},
+     ["Unexpected key 'equals' in a group (groups only take 'all', 'any', 'none')"]),
+    ("subject", ["The filter must be a JSON object, got a string"]),
+    ([YES], ["The filter must be a JSON object, got an array"]),
+    (3, ["The filter must be a JSON object, got a number"]),
+])
+def test_validation_messages(obj, errors):
+    assert validate(obj) == errors
+
+
+def test_validation_paths_of_nested_nodes():
+    obj = {"all": [YES, {"any": [{"field": "subject", "startswith": "x"}]}],
+           "none": [YES, {"all": [NO, {"field": "size", "gt": "1"}]}]}
+    assert validate(obj) == [
+        "all[1].any[0]: unknown operator 'startswith'",
+        "none[1].all[1]: operator 'gt' expects a number",
+    ]
+
+
+def test_validation_reports_every_problem():
+    assert validate({"field": "nope", "in": "x", "case_sensitive": 1, "foo": 1}) == [
+        "Unknown field 'nope'",
+        "'case_sensitive' must be true or false",
+        "Unknown operator 'foo'",
+        "Operator 'in' expects an array of values",
+    ]
+
+
+def test_header_fields_accept_any_name():
+    assert validate({"field": "headers.x-anything-at-all", "present": True}) == []
+    assert validate({"field": "headers.List-Unsubscribe", "present": True}) == []
+
+
+def test_fields_and_operators_are_exposed():
+    assert {"subject", "from.domains", "cc_domains", "size", "has_attachments", "account.company_id"} <= FIELDS
+    assert OPERATORS == {"equals", "not_equals", "in", "not_in", "contains", "not_contains",
+                         "starts_with", "ends_with", "matches", "not_matches", "present", "absent",
+                         "gt", "lt"}
+    for field in FIELDS:
+        assert validate({"field": field, "present": True}) == []
+
+
+def test_depth_limit():
+    node = YES
+    for _ in range(filters.MAX_DEPTH - 1):
+        node = {"all": [node]}
+    assert validate(node) == []
+    too_deep = {"all": [node]}
+    path = ".".join(["all[0]"] * filters.MAX_DEPTH)
+    assert validate(too_deep) == [f"{path}: filter is nested too deeply (the limit is 20 levels)"]
+
+
+def test_size_limit():
+    assert validate({"any": [YES] * (filters.MAX_NODES - 1)}) == []
+    assert validate({"any": [YES] * filters.MAX_NODES}) == [
+        "Filter has too many conditions and groups (the limit is 500)"]
+    assert validate({"any": [{"any": [YES] * 400}] * 400}) == [
+        "Filter has too many conditions and groups (the limit is 500)"]
+
+
+def test_pattern_length_cap():
+    assert validate({"field": "subject", "matches": "a" * 500}) == []
+    assert validate({"field": "subject", "not_matches": "a" * 501}) == [
+        "Operator 'not_matches' pattern is too long (501 characters; the limit is 500)"]
+
+
+def test_catastrophic_regex_times_out_as_no_match():
+    ctx = {"body": "a" * 5000 + "b"}
+    assert evaluate({"field": "body", "matches": "(a+)+$"}, ctx) is False
+    assert evaluate({"field": "body", "not_matches": "(a+)+$"}, ctx) is True
+
+
+def test_regexes_are_compiled_once():
+    filters._compile.cache_clear()
+    for _ in range(3):
+        evaluate({"field": "subject", "matches": "printer"}, CTX)
+    assert filters._compile.cache_info().misses <= 2  # validation + evaluation flags
+
+
+# ---------------------------------------------------------------- JSON text
+
+
+def test_parse_blank_text():
+    assert parse_filter_text("") == (None, [])
+    assert parse_filter_text("  \n\t ") == (None, [])
+    assert parse_filter_text(None) == (None, [])
+
+
+def test_parse_valid_text():
+    assert parse_filter_text('{"field": "subject", "contains": "x"}') == (
+        {"field": "subject", "contains": "x"}, [])
+    assert parse_filter_text("null") == (None, [])
+    assert parse_filter_text("{}") == ({}, [])
+
+
+def test_parse_returns_validation_errors():
+    obj, errors = parse_filter_text('{"field": "subject", "in": "x"}')
+    assert obj == {"field": "subject", "in": "x"}
+    assert errors == ["Operator 'in' expects an array of values"]
+    assert parse_filter_text("[]") == ([], ["The filter must be a JSON object, got an array"])
+
+
+@pytest.mark.parametrize("text,error", [
+    ('{\n  "field": "subject",\n    "contains": "x"\n    "case_sensitive": true}',
+     "Invalid JSON at line 4, column 5: Expecting ',' delimiter"),
+    ("{'field': 'subject'}",
+     "Invalid JSON at line 1, column 2: Expecting property name enclosed in double quotes"),
+    ('{"field": "subject"', "Invalid JSON at line 1, column 20: Expecting ',' delimiter"),
+    ("subject contains x", "Invalid JSON at line 1, column 1: Expecting value"),
+    ('{"field": "subject", "equals": "a", "equals": "b"}',
+     "Invalid JSON: duplicate key 'equals' in an object"),
+    ("[" * 100_000, "Invalid JSON: nested too deeply"),
+])
+def test_parse_invalid_json(text, error):
+    assert parse_filter_text(text) == (None, [error])
+
+
+def test_parse_trailing_comma_reports_position():
+    # the wording of this json error differs between Python versions
+    obj, errors = parse_filter_text('{"field": "subject",\n "contains": "x",}')
+    assert obj is None and len(errors) == 1
+    assert errors[0].startswith("Invalid JSON at line 2, column 18: ")
+
+
+# ---------------------------------------------------------------- context
+
+
+def addr(address, name=""):
+    return SimpleNamespace(name=name, address=address, domain=address.rpartition("@")[2].lower())
+
+
+def make_email(**overrides):
+    jane = addr("Jane.Doe@ACME.com", "Jane Doe")
+    email = SimpleNamespace(
+        subject="Printer offline", text="Hello", html="<p>Hello</p>", message_id="abc@acme.com",
+        from_=jane, from_addresses=[jane, addr("boss@BigClient.com")],
+        from_raw='"Jane Doe" <Jane.Doe@ACME.com>',
+        to=[addr("Support@Example.com"), addr("sales@example.com")],
+        cc=[addr("x@acme.com"), addr("y@acme.com")], bcc=[addr("hidden@example.org")],
+        reply_to=[addr("Replies@Acme.com")], sender=[addr("relay@acme.com")],
+        headers={"list-unsubscribe": ["<mailto:u@x>"], "received": ["hop 1", "hop 2"], "X-Mixed": ["v"]},
+        attachments=[object()],
+    )
+    for key, value in overrides.items():
+        setattr(email, key, value)
+    return email
+
+
+def context(email, flags=("\\Seen",), size=1234):
+    return build_context(email, account_id=7, account_name="Acme support", company_id=42,
+                         folder="INBOX", flags=list(flags), size=size)
+
+
+def test_build_context():
+    ctx = context(make_email())
+    assert ctx["subject"] == "Printer offline"
+    assert ctx["body"] == "Hello"
+    assert ctx["message_id"] == "abc@acme.com"
+    assert ctx["from"] == {
+        "address": "jane.doe@acme.com",
+        "addresses": ["jane.doe@acme.com", "boss@bigclient.com"],
+        "domain": "acme.com",
+        "domains": ["acme.com", "bigclient.com"],
+        "raw": '"Jane Doe" <Jane.Doe@ACME.com>',
+    }
+    assert ctx["to"] == ["support@example.com", "sales@example.com"]
+    assert ctx["cc"] == ["x@acme.com", "y@acme.com"]
+    assert ctx["bcc"] == ["hidden@example.org"]
+    assert ctx["to_domains"] == ["example.com"]
+    assert ctx["cc_domains"] == ["acme.com"]
+    assert ctx["reply_to"] == {"addresses": ["replies@acme.com"]}
+    assert ctx["sender"] == {"addresses": ["relay@acme.com"]}
+    assert ctx["mailbox"] == {"folder": "INBOX", "name": "Acme support"}
+    assert ctx["account"] == {"id": 7, "name": "Acme support", "company_id": 42}
+    assert ctx["is_unread"] is False and ctx["is_read"] is True
+    assert ctx["flags"] == ["\\Seen"]
+    assert ctx["headers"] == {"list-unsubscribe": "<mailto:u@x>", "received": ["hop 1", "hop 2"],
+                              "x-mixed": "v"}
+    assert ctx["has_attachments"] is True
+    assert ctx["size"] == 1234
+
+
+def test_build_context_every_field_resolves():
+    ctx = context(make_email())
+    for field in FIELDS:
+        assert filters.resolve(ctx, field) is not None, field
+
+
+def test_build_context_fallbacks():
+    email = make_email(text="  ", from_=None, from_addresses=[], attachments=[], headers={},
+                       reply_to=[], message_id=None)
+    ctx = context(email, flags=["\\Flagged"])
+    assert ctx["body"] == "<p>Hello</p>"  # HTML when there is no text part
+    assert ctx["from"]["address"] is None and ctx["from"]["domain"] is None
+    assert ctx["from"]["addresses"] == [] and ctx["from"]["domains"] == []
+    assert ctx["is_unread"] is True and ctx["is_read"] is False
+    assert ctx["has_attachments"] is False
+    assert evaluate({"field": "from.address", "absent": True}, ctx) is True
+    assert evaluate({"field": "message_id", "absent": True}, ctx) is True
+    assert evaluate({"field": "headers.list-unsubscribe", "absent": True}, ctx) is True
+    assert evaluate({"field": "reply_to.addresses", "absent": True}, ctx) is True
+
+
+def test_build_context_end_to_end():
+    ctx = context(make_email(), flags=[])
+    rule = {
+        "all": [{"field": "from.domains", "in": ["bigclient.com"]}, {"field": "is_unread", "equals": True}],
+        "any": [{"field": "headers.received", "equals": "HOP 2"}],
+        "none": [{"field": "size", "gt": 10_000_000}, {"field": "to_domains", "not_in": ["example.com"]}],
+    }
+    assert validate(rule) == []
+    assert evaluate(rule, ctx) is True
