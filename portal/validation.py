@@ -12,6 +12,15 @@ class ValidationError(Exception):
         self.message = message
 
 
+class Conflict(Exception):
+    """A unique value is already taken (answered 409)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
 class Checker:
     """Collects per-field errors while reading values out of a payload."""
 

@@ -1,7 +1,138 @@
-"""/api/imap/... JSON blueprint."""
-from flask import Blueprint
+"""/api/imap/... JSON blueprint (super admin only)."""
+from flask import Blueprint, abort, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..auth import require_super_admin_api
+from ..extensions import db
+from ..platform.api import json_body, paginated, pagination
+from ..validation import Conflict, ValidationError
+from . import accounts, audit, schemas, tasks
+from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
 
 bp = Blueprint("imap_api", __name__, url_prefix="/api/imap")
 bp.before_request(require_super_admin_api)
+
+
+@bp.errorhandler(ValidationError)
+def validation_failed(error: ValidationError):
+    return jsonify(error=error.message, errors=error.errors), 422
+
+
+@bp.errorhandler(Conflict)
+def conflict(error: Conflict):
+    db.session.rollback()
+    return jsonify(error=error.message, errors={error.field: [error.message]}), 409
+
+
+@bp.errorhandler(IntegrityError)
+def integrity_conflict(error: IntegrityError):
+    db.session.rollback()
+    return jsonify(error="A mailbox with the same name already exists"), 409
+
+
+def account_or_404(account_id: int) -> ImapAccount:
+    account = db.session.get(ImapAccount, account_id)
+    if account is None:
+        abort(404, description=f"Mailbox {account_id} not found")
+    return account
+
+
+@bp.get("/accounts")
+def list_accounts():
+    rows = db.session.scalars(select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)).all()
+    return jsonify({"items": accounts.accounts_json(rows), "total": len(rows)})
+
+
+@bp.post("/accounts")
+def create_account():
+    data = schemas.validate_account(json_body(), partial=False)
+    account = accounts.create_account(data)
+    return jsonify(accounts.one_account_json(account)), 201
+
+
+@bp.get("/accounts/<int:account_id>")
+def get_account(account_id):
+    return jsonify(accounts.one_account_json(account_or_404(account_id)))
+
+
+@bp.put("/accounts/<int:account_id>")
+def update_account(account_id):
+    account = account_or_404(account_id)
+    data = schemas.validate_account(json_body(), partial=True)
+    accounts.update_account(account, data)
+    return jsonify(accounts.one_account_json(account))
+
+
+@bp.delete("/accounts/<int:account_id>")
+def delete_account(account_id):
+    accounts.delete_account(account_or_404(account_id))
+    return "", 204
+
+
+@bp.post("/accounts/<int:account_id>/clone")
+def clone_account(account_id):
+    source = account_or_404(account_id)
+    payload = request.get_json(silent=True) if request.get_data() else {}
+    if payload is None:
+        raise ValidationError({"_": ["Expected a JSON object body"]}, "Invalid JSON body")
+    overrides = schemas.validate_account(payload, partial=True)
+    copy = accounts.clone_account(source, overrides)
+    return jsonify(accounts.one_account_json(copy)), 201
+
+
+@bp.post("/accounts/<int:account_id>/sync")
+def sync_account(account_id):
+    account = account_or_404(account_id)
+    run = tasks.enqueue_sync(account, trigger="manual")
+    return (
+        jsonify(
+            sync_run_id=run.id,
+            job_id=run.job_id,
+            status=run.status,
+            scheduled_task_id=account.scheduled_task_id,
+        ),
+        202,
+    )
+
+
+@bp.get("/accounts/<int:account_id>/sync-runs")
+def list_sync_runs(account_id):
+    account_or_404(account_id)
+    page, per_page = pagination()
+    query = select(SyncRun).where(SyncRun.account_id == account_id).order_by(SyncRun.id.desc())
+    return jsonify(paginated(query, page, per_page, audit.sync_run_json))
+
+
+@bp.get("/accounts/<int:account_id>/sync-runs/<int:run_id>")
+def get_sync_run(account_id, run_id):
+    run = db.session.get(SyncRun, run_id)
+    if run is None or run.account_id != account_id:
+        abort(404, description=f"Sync run {run_id} not found")
+    return jsonify(audit.sync_run_json(run))
+
+
+@bp.get("/accounts/<int:account_id>/messages")
+def list_messages(account_id):
+    account_or_404(account_id)
+    page, per_page = pagination()
+    outcome = request.args.get("outcome")
+    if outcome and outcome not in OUTCOMES:
+        raise ValidationError({"outcome": ["Must be one of: " + ", ".join(OUTCOMES)]}, "Invalid query parameters")
+    query = audit.messages_query(account_id, outcome)
+    return jsonify(paginated(query, page, per_page, audit.processed_message_json))
+
+
+@bp.post("/accounts/<int:account_id>/messages/<int:message_id>/retry")
+def retry_message(account_id, message_id):
+    account = account_or_404(account_id)
+    message = db.session.get(ProcessedMessage, message_id)
+    if message is None or message.account_id != account_id:
+        abort(404, description=f"Processed message {message_id} not found")
+    if message.outcome != "failed":
+        raise Conflict("outcome", f"Only failed messages can be retried; this one is '{message.outcome}'")
+    audit.reset_for_retry(message)
+    run = tasks.enqueue_sync(account, trigger="manual")
+    return jsonify(
+        message=audit.processed_message_json(message), sync_run_id=run.id, job_id=run.job_id, status=run.status
+    ), 202

@@ -166,7 +166,9 @@ def _check_value(op, value):
 
 
 def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
 
 
 def _is_scalar(value) -> bool:
@@ -372,11 +374,11 @@ def build_context(email, *, account_id, account_name, company_id, folder, flags,
     from_list = list(getattr(email, "from_addresses", None) or ([from_] if from_ else []))
     to, cc = _addresses(email, "to"), _addresses(email, "cc")
     text = getattr(email, "text", None) or ""
-    headers = {
-        name.lower(): values[0] if len(values) == 1 else list(values)
-        for name, values in (getattr(email, "headers", None) or {}).items()
-        if values
-    }
+    headers = {}
+    for name, values in (getattr(email, "headers", None) or {}).items():
+        values = [values] if isinstance(values, str) else list(values or [])
+        if values:
+            headers[name.lower()] = values[0] if len(values) == 1 else values
     return {
         "subject": getattr(email, "subject", None) or "",
         "body": text if text.strip() else (getattr(email, "html", None) or ""),

@@ -7,18 +7,11 @@ from .. import storage
 from ..auth import require_super_admin_api
 from ..extensions import db
 from ..models import Attachment, Company, CompanyDomain, Staff, Ticket, User, normalize_email
-from ..validation import Checker, ValidationError, normalize_domain
+from ..validation import Checker, Conflict, ValidationError, normalize_domain
 from .serializers import company_json, staff_json, ticket_json, user_json
 
 bp = Blueprint("platform_api", __name__, url_prefix="/api")
 bp.before_request(require_super_admin_api)
-
-
-class Conflict(Exception):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
 
 
 @bp.errorhandler(ValidationError)

@@ -60,6 +60,27 @@ _instances: "set[DovecotServer]" = set()
 _instances_lock = threading.Lock()
 
 
+_USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$")
+
+
+def _sleep_to_next_second() -> None:
+    now = time.time()
+    time.sleep(int(now) + 1.01 - now)
+
+
+def _scratch_dir() -> str | None:
+    """Where server directories go: $DOVECOT_TEST_TMPDIR, else /dev/shm when
+    it is a writable tmpfs (maildir writes are ~4x faster there), else the
+    default temp dir."""
+    env = os.environ.get("DOVECOT_TEST_TMPDIR")
+    if env:
+        return env
+    shm = "/dev/shm"
+    if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
+        return shm
+    return None
+
+
 class DovecotError(RuntimeError):
     """The test Dovecot could not be started/stopped or a helper failed."""
 
@@ -290,6 +311,16 @@ def _process_group_members(pgid: int) -> set[int]:
     return members
 
 
+def _set_child_subreaper(on: bool) -> bool:
+    """prctl(PR_SET_CHILD_SUBREAPER); False where unavailable."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(36, 1 if on else 0, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -318,7 +349,7 @@ class DovecotServer:
         if not self.binary:
             raise DovecotError(f"dovecot is not installed (no 'dovecot' binary); run: {INSTALL_HINT}")
         self._own_root = root is None
-        self.root = Path(tempfile.mkdtemp(prefix="dovecot-test-") if root is None else root)
+        self.root = Path(tempfile.mkdtemp(prefix="dovecot-test-", dir=_scratch_dir()) if root is None else root)
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o755)  # mail processes run as an unprivileged user
         self.host = host
@@ -332,7 +363,7 @@ class DovecotServer:
         self.mail_root = self.root / "mail"
         self.log_path = self.root / "dovecot.log"
         self.conf_path = self.root / "dovecot.conf"
-        self.passwd_path = self.root / "passwd"
+        self.passwd_dir = self.root / "users"  # one passwd-file per user
         self.ca_cert_path: Path | None = None
         self.server_cert_path: Path | None = None
         self.server_key_path: Path | None = None
@@ -349,9 +380,8 @@ class DovecotServer:
             os.chmod(d, 0o755)
         self.mail_root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.mail_root, 0o777)
-        if not self.passwd_path.exists():
-            self.passwd_path.write_text("")
-        os.chmod(self.passwd_path, 0o644)
+        self.passwd_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.passwd_dir, 0o755)
         if self.tls and self.ca_cert_path is None:
             self.ca_cert_path, self.server_cert_path, self.server_key_path = make_tls_material(self.root / "tls")
         self.conf_path.write_text(self._config())
@@ -393,7 +423,7 @@ mail_max_userip_connections = 1000
 imap_max_line_length = 4M
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
+  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
 userdb {{
   driver = static
@@ -408,6 +438,10 @@ service imap-login {{
 }}
 service anvil {{
   chroot =
+  # no auth penalty (delays after failed logins from 127.0.0.1)
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
 }}
 {self.extra_config}
 """
@@ -487,28 +521,42 @@ service anvil {{
         self._finish()
 
     def kill(self) -> None:
-        """Crash the instance: SIGKILL to the master and every child."""
+        """Crash the instance: SIGKILL to the master and every child.
+
+        The test process becomes a child subreaper meanwhile, so the killed
+        children are reparented to it and reaped here rather than staying
+        zombies under an init that may not reap them."""
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
+        subreaper = _set_child_subreaper(True)
+        try:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGSTOP)  # no respawning while we kill the children
+            pids = self.pids()
+            for pid in pids - {proc.pid}:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGSTOP)  # no respawning while we kill the children
-        pids = self.pids()
-        for pid in pids - {proc.pid}:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-        self._wait_gone(pids | self.pids(), 10)
+                os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            pids |= self.pids()
+            self._wait_gone(pids, 10, reap=subreaper)
+        finally:
+            if subreaper:
+                _set_child_subreaper(False)
         self._finish()
 
-    def _wait_gone(self, pids: set[int], timeout: float) -> None:
+    def _wait_gone(self, pids: set[int], timeout: float, reap: bool = False) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            if reap:
+                for pid in pids:
+                    with contextlib.suppress(ChildProcessError, OSError):
+                        os.waitpid(pid, os.WNOHANG)
             left = {pid for pid in pids if _alive(pid)}
             if not left:
                 return
@@ -554,17 +602,30 @@ service anvil {{
 
     # ------------------------------------------------------------------ users
     def add_user(self, name: str, password: str) -> None:
-        """Add (or replace) a user.  Dovecot re-reads the passwd-file when it
-        changes, so no restart is needed."""
-        if any(c in name + password for c in ":\n\r"):
-            raise ValueError("user names and passwords may not contain ':' or newlines here")
+        """Add (or replace) a user; no restart needed.
+
+        Each user has a passwd-file of its own (``users/<name>``), because
+        Dovecot re-reads a changed passwd-file at most once per second and
+        compares whole-second mtimes: with one shared file a user added
+        right after a login in the same second stays unknown.  A new file
+        is always read on first lookup.  Replacing an existing user's
+        password waits for the next second for the same reason."""
+        if not _USERNAME_RE.match(name):
+            raise ValueError(f"test user names must match {_USERNAME_RE.pattern}: {name!r}")
+        if any(c in password for c in ":\n\r"):
+            raise ValueError("passwords may not contain ':' or newlines here")
+        path = self.passwd_dir / name
         with self._users_lock:
-            self.users[name] = password
-            text = "".join(f"{u}:{{PLAIN}}{p}\n" for u, p in self.users.items())
-            tmp = self.passwd_path.with_suffix(".tmp")
-            tmp.write_text(text)
+            replacing = path.exists()
+            tmp = self.passwd_dir / f".{name}.tmp"
+            tmp.write_text(f"{name}:{{PLAIN}}{password}\n")
             os.chmod(tmp, 0o644)
-            os.replace(tmp, self.passwd_path)
+            if replacing:
+                _sleep_to_next_second()
+            os.replace(tmp, path)
+            if replacing:
+                _sleep_to_next_second()
+            self.users[name] = password
 
     def new_user(self, prefix: str = "user") -> tuple[str, str]:
         """Create a unique user with a random password."""
@@ -592,6 +653,10 @@ service anvil {{
                 client.starttls(self.ssl_context())
         try:
             client.login(user, password)
+            # imaplib keeps the pre-login capabilities; MULTIAPPEND etc. come after login
+            typ, data = client.capability()
+            if typ == "OK" and data and data[-1]:
+                client.capabilities = tuple(data[-1].decode("ascii", "replace").upper().split())
         except Exception:
             with contextlib.suppress(Exception):
                 client.shutdown()
@@ -755,6 +820,10 @@ service anvil {{
                     os.rename(tmp, path / "cur" / (name + info))
                 else:
                     os.rename(tmp, path / "new" / name)
+            # make sure Dovecot notices even if it trusts cached directory mtimes
+            future = time.time() + 2
+            for sub in ("new", "cur"):
+                os.utime(path / sub, (future, future))
             # any command that syncs the mailbox makes Dovecot assign UIDs
             self._check(c.status(quote_mailbox(folder), "(MESSAGES UIDNEXT)"), f"STATUS {folder}")
         uid_of: dict[str, int] = {}
@@ -890,11 +959,14 @@ def make_message(n: int = 1, *, subject: str | None = None, body: bytes | None =
 
 @atexit.register
 def _stop_all_at_exit() -> None:
+    """Safety net: never leave dovecot processes or temp dirs behind."""
     with _instances_lock:
         leftovers = list(_instances)
     for server in leftovers:
         with contextlib.suppress(Exception):
             server.kill()
+        if server._own_root:
+            shutil.rmtree(server.root, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ fixtures

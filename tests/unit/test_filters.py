@@ -208,6 +208,7 @@ def test_evaluate_rejects_invalid_filter():
     ({"field": "subject", "not_equals": ["a"]}, ["Operator 'not_equals' expects a string, number or boolean"]),
     ({"field": "size", "gt": "10"}, ["Operator 'gt' expects a number"]),
     ({"field": "size", "lt": True}, ["Operator 'lt' expects a number"]),
+    ({"field": "size", "lt": float("nan")}, ["Operator 'lt' expects a number"]),
     ({"field": "subject", "present": "yes"}, ["Operator 'present' expects true or false"]),
     ({"field": "subject", "absent": 1}, ["Operator 'absent' expects true or false"]),
     ({"field": "subject", "contains": 1}, ["Operator 'contains' expects a string"]),
@@ -317,6 +318,11 @@ def test_parse_blank_text():
     assert parse_filter_text("") == (None, [])
     assert parse_filter_text("  \n\t ") == (None, [])
     assert parse_filter_text(None) == (None, [])
+
+
+def test_parse_huge_numbers():
+    assert parse_filter_text('{"field": "size", "gt": 1%s}' % ("0" * 400))[1] == []
+    assert parse_filter_text('{"field": "size", "gt": 1e999}')[1] == ["Operator 'gt' expects a number"]
 
 
 def test_parse_valid_text():

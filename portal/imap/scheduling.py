@@ -1,0 +1,142 @@
+"""rq-scheduler cron jobs, one per active mailbox.
+
+The task of mailbox 7 is called `imap_sync:7` (what the API shows and what the job
+carries in its description and meta); RQ refuses ':' in job ids, so its scheduler job
+id is `imap_sync-7`. `job_id_for` is the one place that maps one to the other.
+"""
+from datetime import datetime, timezone
+
+from crontab import CronTab
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+
+from ..extensions import IMAP_QUEUE, get_redis, get_scheduler
+
+SYNC_FUNC = "portal.imap.tasks.sync_mailbox"
+JOB_PREFIX = "imap_sync-"
+
+
+def task_id_for(account_id: int) -> str:
+    return f"imap_sync:{account_id}"
+
+
+def job_id_for(account_id: int) -> str:
+    return JOB_PREFIX + str(account_id)
+
+
+def next_runs(cron_string: str, count: int = 3, now: datetime | None = None) -> list[datetime]:
+    """The next run times (UTC) with the same parser rq-scheduler uses."""
+    cron = CronTab(cron_string)
+    moment = now or datetime.now(timezone.utc)
+    runs = []
+    for _ in range(count):
+        delay = cron.next(now=moment, default_utc=True)
+        if delay is None:
+            break
+        moment = moment + _seconds(delay)
+        runs.append(moment)
+    return runs
+
+
+def _seconds(delay: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=delay)
+
+
+def schedule(account) -> None:
+    """Create or replace the cron job of an active mailbox (raises RedisError)."""
+    scheduler = get_scheduler()
+    task = task_id_for(account.id)
+    scheduler.cron(
+        account.schedule_cron,
+        func=SYNC_FUNC,
+        args=[account.id],
+        kwargs={"trigger": "scheduled"},
+        id=job_id_for(account.id),
+        queue_name=IMAP_QUEUE,
+        description=task,
+        meta={"task": task, "account_id": account.id},
+        result_ttl=3600,
+        timeout=3600,
+    )
+
+
+def unschedule(account_id: int) -> None:
+    """Take the job off the schedule and delete its hash (cancel alone leaves it)."""
+    scheduler = get_scheduler()
+    job_id = job_id_for(account_id)
+    scheduler.cancel(job_id)
+    try:
+        Job.fetch(job_id, connection=get_redis()).delete()
+    except NoSuchJobError:
+        pass
+
+
+def apply(account) -> str | None:
+    """Make Redis match this mailbox; returns an error text instead of raising when Redis is down."""
+    try:
+        if account.active:
+            schedule(account)
+        else:
+            unschedule(account.id)
+    except RedisError as exc:
+        return f"Schedule pending: Redis is unavailable ({exc.__class__.__name__}); run `flask imap schedules reconcile` or wait for the scheduler to start"
+    return None
+
+
+def next_run_times(account_ids: list[int]) -> dict[int, datetime]:
+    """Scheduled next run per mailbox, read in one round trip; empty when Redis is down."""
+    if not account_ids:
+        return {}
+    try:
+        pipe = get_redis().pipeline()
+        for account_id in account_ids:
+            pipe.zscore(get_scheduler().scheduled_jobs_key, job_id_for(account_id))
+        scores = pipe.execute()
+    except RedisError:
+        return {}
+    return {
+        account_id: datetime.fromtimestamp(score, timezone.utc).replace(tzinfo=None)
+        for account_id, score in zip(account_ids, scores)
+        if score is not None
+    }
+
+
+def scheduled_jobs() -> dict[int, Job]:
+    """The mailbox cron jobs currently in Redis, by mailbox id."""
+    scheduler = get_scheduler()
+    connection = get_redis()
+    jobs = {}
+    for raw_id in connection.zrange(scheduler.scheduled_jobs_key, 0, -1):
+        job_id = raw_id.decode()
+        if not job_id.startswith(JOB_PREFIX) or not job_id[len(JOB_PREFIX):].isdigit():
+            continue
+        try:
+            jobs[int(job_id[len(JOB_PREFIX):])] = Job.fetch(job_id, connection=connection)
+        except NoSuchJobError:
+            scheduler.cancel(job_id)
+            jobs[int(job_id[len(JOB_PREFIX):])] = None
+    return jobs
+
+
+def reconcile(accounts) -> list[str]:
+    """Make Redis match the database; returns one line per change."""
+    changes = []
+    existing = scheduled_jobs()
+    wanted = {a.id: a for a in accounts if a.active}
+    for account_id, account in sorted(wanted.items()):
+        job = existing.get(account_id)
+        if job is None:
+            schedule(account)
+            changes.append(f"added {task_id_for(account_id)} ({account.schedule_cron})")
+        elif job.meta.get("cron_string") != account.schedule_cron or job.func_name != SYNC_FUNC:
+            schedule(account)
+            changes.append(
+                f"updated {task_id_for(account_id)}: {job.meta.get('cron_string')} -> {account.schedule_cron}"
+            )
+    for account_id in sorted(set(existing) - set(wanted)):
+        unschedule(account_id)
+        changes.append(f"removed {task_id_for(account_id)}")
+    return changes
