@@ -74,7 +74,7 @@ else
     redis_port=6379
     if ! port_free "$redis_port"; then
         redis_port="$(free_port)"
-        log "Port 6379 is taken by something that does not answer as Redis; using port $redis_port"
+        log "Port 6379 is in use (and is not the Redis wanted); using port $redis_port"
     fi
     start_redis "$PWD/instance/redis" "$redis_port" --save 60 1 --appendonly no
     export REDIS_URL="redis://127.0.0.1:$redis_port/0"
@@ -86,6 +86,12 @@ log "Upgrading the database (flask db upgrade)"
 
 # 5. First super admin
 admin_output="$("${FLASK[@]}" ensure-superadmin)"
+case "$admin_output" in
+    *"exists"*)
+        admin_output="$admin_output
+(password: as set when it was created; to reset it:
+ .venv/bin/flask --app wsgi create-superadmin --email EMAIL --password NEW_PASSWORD)" ;;
+esac
 
 # 6. Everything together
 cat >&2 <<EOF

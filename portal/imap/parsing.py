@@ -519,13 +519,18 @@ def html_to_text(html: str) -> str:
     return text.strip()
 
 
-_CID_REF = re.compile(r"""cid:([^\s"'<>)]+)""", re.I)
+_CID_REF = re.compile(r"""[^\s"'<>)]+""")
 
 
 def _cid_references(html: str) -> set[str]:
-    if "cid:" not in html.lower():
-        return set()
-    return {unquote(ref).strip("<>") for ref in _CID_REF.findall(html)}
+    lowered = html.lower()
+    refs, pos = set(), lowered.find("cid:")
+    while pos >= 0:
+        match = _CID_REF.match(html, pos + 4)
+        if match:
+            refs.add(unquote(match.group()).strip("<>"))
+        pos = lowered.find("cid:", pos + 4)
+    return refs
 
 
 # --------------------------------------------------------------------------
@@ -968,10 +973,11 @@ def _build(raw: bytes, raw_headers: list[tuple[str, str]], acc: _Parts, defects:
     text = _join_texts(acc.texts)
     if not text.strip() and html:
         text = html_to_text(html)
-    referenced = _cid_references(html_raw)
-    for attachment in acc.attachments:
-        if attachment.content_id in referenced:
-            attachment.is_inline = True
+    if any(a.content_id for a in acc.attachments):
+        referenced = _cid_references(html_raw)
+        for attachment in acc.attachments:
+            if attachment.content_id in referenced:
+                attachment.is_inline = True
     return InboundEmail(
         message_id=normalize_message_id(first("message-id")),
         in_reply_to=_message_ids(" ".join(headers.get("in-reply-to", []))),

@@ -1,0 +1,574 @@
+"""portal.imap.client against a real Dovecot (tests/support/dovecot.py); no fakes.
+
+The only non-Dovecot peers are plain sockets that model a dead port and a
+server that never greets.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from portal.imap import client as imap_client
+from portal.imap.client import (
+    ConnectionSettings,
+    FetchedMessage,
+    ImapAuthError,
+    ImapConnectError,
+    ImapError,
+    compress_uids,
+    connect,
+    test_connection,
+)
+from tests.support.dovecot import DovecotServer, ImapAccount, free_port, make_message
+
+
+def settings(account: ImapAccount, security: str = "none", *, verify: bool = True, ca: bool = True,
+             password: str | None = None, username: str | None = None, timeout: float = 10.0,
+             port: int | None = None, host: str | None = None) -> ConnectionSettings:
+    if port is None:
+        port = account.ssl_port if security == "ssl" else account.port
+    return ConnectionSettings(
+        host=host or account.host, port=port, security=security, verify_tls=verify,
+        username=username or account.username,
+        password=account.password if password is None else password,
+        timeout=timeout, ca_file=account.ca_cert_path if ca else None)
+
+
+def assert_secret_free(exc: BaseException, secret: str) -> None:
+    chain = []
+    e: BaseException | None = exc
+    while e is not None:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for err in chain:
+        assert secret not in str(err)
+        assert secret not in repr(err)
+
+
+# ------------------------------------------------------------------ connect
+@pytest.mark.parametrize("security", ["none", "ssl", "starttls"])
+def test_connect_and_list_folders_each_security_mode(imap_account, security):
+    with connect(settings(imap_account, security)) as session:
+        assert "INBOX" in session.list_folders()
+        if security != "none":
+            assert session._client.sock.version() is not None  # really TLS
+        else:
+            assert not hasattr(session._client.sock, "version")
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_verification_without_ca_fails_clearly(imap_account, security):
+    s = settings(imap_account, security, ca=False)
+    with pytest.raises(ImapConnectError) as info:
+        connect(s)
+    assert not isinstance(info.value, ImapAuthError)
+    msg = str(info.value)
+    assert msg.startswith(f"TLS certificate verification failed for {s.host}:{s.port}: ")
+    assert "certificate" in msg.split(": ", 1)[1]
+    assert_secret_free(info.value, imap_account.password)
+
+
+@pytest.mark.parametrize("security", ["ssl", "starttls"])
+def test_tls_verification_off_succeeds_without_ca(imap_account, security):
+    with connect(settings(imap_account, security, verify=False, ca=False)) as session:
+        assert "INBOX" in session.list_folders()
+
+
+def test_tls_hostname_is_checked(imap_account):
+    # the certificate names 127.0.0.1 and localhost, not 127.0.0.1's other spellings
+    s = settings(imap_account, "ssl")
+    s.host = "127.1"  # same address, name not in the certificate
+    with pytest.raises(ImapConnectError, match="TLS certificate verification failed"):
+        connect(s)
+    s.verify_tls = False
+    with connect(s) as session:
+        assert session.list_folders()
+
+
+def test_ssl_to_a_plaintext_port_is_a_tls_error(imap_account):
+    with pytest.raises(ImapConnectError, match=r"^TLS error with 127\.0\.0\.1:\d+"):
+        connect(settings(imap_account, "ssl", port=imap_account.port))
+
+
+def test_starttls_without_server_support_fails_instead_of_falling_back(dovecot_server_no_tls):
+    server = dovecot_server_no_tls
+    user, password = server.new_user()
+    account = ImapAccount(server, user, password)
+    s = settings(account, "starttls", ca=False)
+    with pytest.raises(ImapConnectError) as info:
+        connect(s)
+    assert "does not offer STARTTLS" in str(info.value)
+    assert "refusing" in str(info.value)
+    assert_secret_free(info.value, password)
+    # the credentials never went over the wire: no login attempt for that user
+    assert f"user=<{user}>" not in server.log_path.read_text()
+    # plaintext is still possible when explicitly chosen
+    with connect(settings(account, "none")) as session:
+        assert "INBOX" in session.list_folders()
+
+
+@pytest.mark.parametrize("security", ["none", "ssl", "starttls"])
+def test_wrong_password_is_auth_error_without_password(imap_account, security):
+    wrong = imap_account.password + "-Wrong\"\\pw"
+    with pytest.raises(ImapAuthError) as info:
+        connect(settings(imap_account, security, password=wrong))
+    msg = str(info.value)
+    assert msg.startswith(f"Login failed for user {imap_account.username}: ")
+    assert "AUTHENTICATIONFAILED" in msg
+    assert_secret_free(info.value, wrong)
+    assert_secret_free(info.value, imap_account.password)
+
+
+def test_unknown_user_is_auth_error(imap_account):
+    with pytest.raises(ImapAuthError, match="Login failed for user nobody-here"):
+        connect(settings(imap_account, username="nobody-here"))
+
+
+@pytest.mark.parametrize("password", ['with "quotes" and \\ backslash', "pässwörd-ünïcode"])
+def test_passwords_needing_quoting_or_utf8_work(dovecot_server, password):
+    user, _ = dovecot_server.new_user()
+    dovecot_server.add_user(user, password)
+    account = ImapAccount(dovecot_server, user, password)
+    with connect(settings(account)) as session:
+        assert "INBOX" in session.list_folders()
+    with pytest.raises(ImapAuthError) as info:
+        connect(settings(account, password=password + "x"))
+    assert_secret_free(info.value, password + "x")
+
+
+def test_unreachable_port_fails_fast():
+    port = free_port()
+    s = ConnectionSettings(host="127.0.0.1", port=port, security="none", verify_tls=True,
+                           username="u", password="secret-pw", timeout=5)
+    started = time.monotonic()
+    with pytest.raises(ImapConnectError) as info:
+        connect(s)
+    assert time.monotonic() - started < 2
+    assert str(info.value) == f"Could not connect to 127.0.0.1:{port}: Connection refused"
+    assert not isinstance(info.value, ImapAuthError)
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never says anything."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def run():
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+                accepted.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    for conn in accepted:
+        conn.close()
+    listener.close()
+
+
+@pytest.mark.parametrize("security", ["none", "ssl", "starttls"])
+def test_server_that_never_greets_times_out(silent_server, security):
+    s = ConnectionSettings(host="127.0.0.1", port=silent_server, security=security, verify_tls=True,
+                           username="u", password="secret-pw", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(ImapConnectError) as info:
+        connect(s)
+    assert time.monotonic() - started < 3
+    assert str(info.value) == f"Timed out after 0.5s talking to 127.0.0.1:{silent_server}"
+
+
+def test_timeout_applies_to_later_reads(dovecot_server, imap_account):
+    imap_account.append(make_message(1))
+    with connect(settings(imap_account, timeout=0.5)) as session:
+        (pid,) = dovecot_server.session_pids(imap_account.username)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(ImapConnectError, match=r"^Timed out after 0\.5s talking to 127\.0\.0\.1:\d+$"):
+                session.select("INBOX", readonly=True)
+            assert time.monotonic() - started < 3
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # the session is unusable now, and says so
+        with pytest.raises(ImapConnectError, match="closed"):
+            session.select("INBOX", readonly=True)
+
+
+def test_invalid_settings_are_connect_errors():
+    base = dict(host="127.0.0.1", port=143, security="none", verify_tls=True, username="u", password="p")
+    with pytest.raises(ImapConnectError, match="Unknown security mode 'tls'"):
+        connect(ConnectionSettings(**{**base, "security": "tls"}))
+    with pytest.raises(ImapConnectError, match="Invalid port"):
+        connect(ConnectionSettings(**{**base, "port": 0}))
+    with pytest.raises(ImapConnectError, match="No IMAP host"):
+        connect(ConnectionSettings(**{**base, "host": " "}))
+
+
+def test_settings_repr_hides_password():
+    s = ConnectionSettings(host="h", port=1, security="none", verify_tls=True, username="u",
+                           password="hunter2-secret")
+    assert "hunter2-secret" not in repr(s)
+
+
+def test_test_connection_returns_folders(imap_account):
+    imap_account.create_folder("Support")
+    assert {"INBOX", "Support"} <= set(test_connection(settings(imap_account, "starttls")))
+
+
+# ------------------------------------------------------------ folders/select
+def test_list_folders_decodes_names(imap_account):
+    for name in ("Support", "Customer Mail", "Archive.2024", "Überweisungen & Co", 'Quote"d'):
+        imap_account.create_folder(name)
+    with connect(settings(imap_account)) as session:
+        folders = session.list_folders()
+    assert {"INBOX", "Support", "Customer Mail", "Archive.2024",
+            "Überweisungen & Co", 'Quote"d'} <= set(folders)
+    assert "Archive" not in folders  # a parent that only exists as hierarchy (\Noselect/\NonExistent)
+
+
+def test_select_returns_state_and_missing_folder_is_clear(imap_account):
+    uids = [imap_account.append(make_message(n)) for n in range(3)]
+    with connect(settings(imap_account)) as session:
+        state = session.select("INBOX", readonly=False)
+        assert state.exists == 3
+        assert state.uidnext == max(uids) + 1
+        assert state.uidvalidity > 0
+        again = session.select("INBOX", readonly=True)
+        assert again.uidvalidity == state.uidvalidity
+        with pytest.raises(ImapError) as info:
+            session.select("Nope", readonly=True)
+        assert str(info.value) == "Folder 'Nope' does not exist"
+        assert not isinstance(info.value, ImapConnectError)
+        with pytest.raises(ImapError, match="No folder selected"):
+            session.search_uids(unseen_only=True)
+        # still usable after the error
+        assert session.select("INBOX", readonly=True).exists == 3
+
+
+def test_folder_with_non_ascii_name_can_be_selected(imap_account):
+    uid = imap_account.append(make_message(1), folder="Überweisungen")
+    with connect(settings(imap_account)) as session:
+        state = session.select("Überweisungen", readonly=True)
+        assert state.exists == 1
+        assert session.search_uids(unseen_only=False) == [uid]
+
+
+def test_uidvalidity_changes_when_folder_is_recreated(imap_account):
+    imap_account.append(make_message(1), folder="Temp")
+    with connect(settings(imap_account)) as session:
+        first = session.select("Temp", readonly=True).uidvalidity
+    imap_account.delete_folder("Temp")
+    imap_account.append(make_message(2), folder="Temp")
+    with connect(settings(imap_account)) as session:
+        assert session.select("Temp", readonly=True).uidvalidity != first
+
+
+# -------------------------------------------------------------------- search
+def test_search_unseen_and_above_uid(imap_account):
+    uids = [imap_account.append(make_message(n), flags=("\\Seen",) if n in (1, 3) else ())
+            for n in range(5)]
+    unseen = [u for i, u in enumerate(uids) if i not in (1, 3)]
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        assert session.search_uids(unseen_only=True) == unseen
+        assert session.search_uids(unseen_only=False) == uids
+        assert session.search_uids(unseen_only=False, above_uid=uids[1]) == uids[2:]
+        assert session.search_uids(unseen_only=True, above_uid=uids[1]) == [uids[2], uids[4]]
+        # the N:* pitfall: "UID 6:*" matches the last message even if its UID is 5
+        assert session.search_uids(unseen_only=False, above_uid=uids[-1]) == []
+        assert session.search_uids(unseen_only=True, above_uid=uids[-1]) == []
+        assert session.search_uids(unseen_only=False, above_uid=uids[-1] + 100) == []
+
+
+def test_search_in_empty_folder(imap_account):
+    imap_account.create_folder("Empty")
+    with connect(settings(imap_account)) as session:
+        assert session.select("Empty", readonly=True).exists == 0
+        assert session.search_uids(unseen_only=False) == []
+        assert session.search_uids(unseen_only=True, above_uid=10) == []
+        assert list(session.fetch_messages([])) == []
+        assert session.fetch_info([]) == []
+
+
+def test_search_retries_without_charset_on_badcharset(imap_account, monkeypatch):
+    uids = [imap_account.append(make_message(n)) for n in range(2)]
+    monkeypatch.setattr(imap_client, "SEARCH_CHARSET", "X-NO-SUCH-CHARSET")
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        sent = []
+        real_uid = session._client.uid
+
+        def spy(command, *args):
+            typ, data = real_uid(command, *args)
+            sent.append((args, typ, data))
+            return typ, data
+
+        session._client.uid = spy
+        assert session.search_uids(unseen_only=True) == uids
+    assert sent[0][0][:2] == ("CHARSET", "X-NO-SUCH-CHARSET") and sent[0][1] == "NO"
+    assert b"BADCHARSET" in sent[0][2][0]
+    assert sent[1][0] == ("UNSEEN",) and sent[1][1] == "OK"
+
+
+# --------------------------------------------------------------------- fetch
+def _varied_messages(count: int) -> list[bytes]:
+    raws = []
+    for n in range(count):
+        if n % 97 == 0:
+            body = (f"line {n} " * 4000).encode() + b"\r\n"  # ~30 KB
+        elif n % 13 == 0:
+            body = "Grüße, ünïcödé 8bit body ✓\r\n".encode() + bytes(range(32, 127)) + b"\r\n"
+        else:
+            body = f"short body {n}\r\n".encode()
+        raws.append(make_message(n, subject=f"Ticket #{n} {{literal-looking}} (parens) \"q\"", body=body))
+    return raws
+
+
+def test_fetch_1200_messages_in_chunks_exact_bytes_and_order(imap_account):
+    raws = _varied_messages(1200)
+    uids = imap_account.append_many(raws)
+    by_uid = dict(zip(uids, raws))
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        found = session.search_uids(unseen_only=True)
+        assert found == sorted(uids)
+        commands = []
+        real_uid = session._client.uid
+
+        def spy(command, *args):
+            commands.append((command, args))
+            return real_uid(command, *args)
+
+        session._client.uid = spy
+        fetched = list(session.fetch_messages(found, chunk=500))
+        assert session.last_missing == []
+    assert [m.uid for m in fetched] == sorted(uids)
+    for m in fetched:
+        assert isinstance(m, FetchedMessage)
+        assert m.raw == by_uid[m.uid]
+        assert m.size == len(by_uid[m.uid])
+        assert "\\Seen" not in m.flags
+    fetch_cmds = [args for cmd, args in commands if cmd == "FETCH"]
+    assert len(fetch_cmds) == 3  # 500 + 500 + 200
+    assert fetch_cmds[0] == (compress_uids(sorted(uids)[:500]), "(UID FLAGS RFC822.SIZE BODY.PEEK[])")
+    assert fetch_cmds[0][0].count(":") == 1 and "," not in fetch_cmds[0][0]  # compressed, e.g. 1:500
+
+
+def test_fetch_info_chunks_sizes_flags_and_gaps(imap_account):
+    raws = _varied_messages(250)
+    uids = imap_account.append_many(raws)
+    imap_account.store_flags(uids[::5], ["\\Flagged", "$Customer"])
+    gone = uids[10:20] + [uids[100]]
+    imap_account.expunge(gone)
+    wanted = [u for u in uids if u not in gone]
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        infos = session.fetch_info(list(reversed(wanted)) + wanted[:3], chunk=100)
+        assert session.last_missing == []
+        assert [i.uid for i in infos] == wanted
+        size_of = dict(zip(uids, (len(r) for r in raws)))
+        for info in infos:
+            assert info.size == size_of[info.uid]
+            expected = {"\\Flagged", "$Customer"} if (uids.index(info.uid) % 5 == 0) else set()
+            assert set(info.flags) - {"\\Recent"} == expected
+        # UIDs that do not exist are reported, not invented
+        infos = session.fetch_info([uids[0], uids[10], uids[-1] + 50])
+        assert [i.uid for i in infos] == [uids[0]]
+        assert session.last_missing == [uids[10], uids[-1] + 50]
+
+
+def test_fetch_with_size_budget_splits_chunks(imap_account):
+    raws = [make_message(n, body=b"x" * 20_000 + b"\r\n") for n in range(10)]
+    uids = imap_account.append_many(raws)
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        sizes = {i.uid: i.size for i in session.fetch_info(uids)}
+        calls = []
+        real_uid = session._client.uid
+        session._client.uid = lambda cmd, *a: (calls.append(a[0]), real_uid(cmd, *a))[1]
+        got = list(session.fetch_messages(uids, chunk=200, sizes=sizes, max_chunk_bytes=50_000))
+    assert [m.raw for m in got] == raws
+    assert len(calls) == 5  # two ~20 KB messages per command
+
+
+def test_message_expunged_between_search_and_fetch(imap_account):
+    uids = imap_account.append_many([make_message(n) for n in range(10)])
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        found = session.search_uids(unseen_only=True)
+        assert found == uids
+        imap_account.expunge([uids[3], uids[7]])  # another connection
+        got = list(session.fetch_messages(found, chunk=4))
+        assert [m.uid for m in got] == [u for u in uids if u not in (uids[3], uids[7])]
+        assert session.last_missing == [uids[3], uids[7]]
+        infos = session.fetch_info(found)
+        assert [i.uid for i in infos] == [m.uid for m in got]
+        assert session.last_missing == [uids[3], uids[7]]
+        # marking a vanished message seen is not an error
+        session.select("INBOX", readonly=False)
+        session.mark_seen(found)
+    flags = imap_account.flags()
+    assert set(flags) == {m.uid for m in got}
+    assert all("\\Seen" in f for f in flags.values())
+
+
+def test_flag_changes_during_fetch_are_merged(imap_account):
+    uids = imap_account.append_many([make_message(n) for n in range(5)])
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        imap_account.store_flags([uids[2]], ["\\Flagged"])  # unsolicited FETCH for this session
+        imap_account.expunge([uids[4]])
+        got = {m.uid: m for m in session.fetch_messages(uids)}
+        assert sorted(got) == uids[:4]
+        assert "\\Flagged" in got[uids[2]].flags
+        assert session.last_missing == [uids[4]]
+
+
+def test_mark_seen_sets_seen_in_chunks(imap_account):
+    uids = imap_account.append_many([make_message(n) for n in range(30)])
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=False)
+        calls = []
+        real_uid = session._client.uid
+        session._client.uid = lambda cmd, *a: (calls.append((cmd, a)), real_uid(cmd, *a))[1]
+        session.mark_seen(uids[:25], chunk=10)
+        assert [c[0] for c in calls] == ["STORE"] * 3
+        assert calls[0][1][1:] == ("+FLAGS.SILENT", "(\\Seen)")
+        session._client.uid = real_uid
+        assert session.search_uids(unseen_only=True) == uids[25:]
+    flags = imap_account.flags()
+    assert all("\\Seen" in flags[u] for u in uids[:25])
+    assert not any("\\Seen" in flags[u] for u in uids[25:])
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_fetching_bodies_does_not_set_seen(imap_account, readonly):
+    uids = imap_account.append_many([make_message(n) for n in range(5)])
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=readonly)
+        assert len(list(session.fetch_messages(uids))) == 5
+        assert session.search_uids(unseen_only=True) == uids
+    assert all("\\Seen" not in f for f in imap_account.flags().values())
+
+
+def test_mark_seen_on_readonly_folder_is_refused(imap_account):
+    uid = imap_account.append(make_message(1))
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        with pytest.raises(ImapError, match="read-only"):
+            session.mark_seen([uid])
+    assert imap_account.flags() == {uid: set()}
+
+
+def test_fetch_and_flags_in_other_folder(imap_account):
+    uids = imap_account.append_many([make_message(n) for n in range(3)], folder="Support",
+                                    flags=("\\Answered",))
+    with connect(settings(imap_account, "ssl")) as session:
+        session.select("Support", readonly=False)
+        got = list(session.fetch_messages(uids))
+        assert [set(m.flags) - {"\\Recent"} for m in got] == [{"\\Answered"}] * 3
+        session.mark_seen(uids[:1])
+    assert imap_account.flags("Support") == {uids[0]: {"\\Answered", "\\Seen"},
+                                             uids[1]: {"\\Answered"}, uids[2]: {"\\Answered"}}
+
+
+# ------------------------------------------------------ session lifecycle
+def test_context_manager_closes_after_error(imap_account):
+    with pytest.raises(RuntimeError):
+        with connect(settings(imap_account)) as session:
+            session.select("INBOX", readonly=True)
+            raise RuntimeError("boom")
+    assert session._closed
+    assert session._client.sock._closed
+    with pytest.raises(ImapConnectError, match="closed"):
+        session.list_folders()
+
+
+def test_server_crash_mid_session_and_restart():
+    server = DovecotServer(tls=False)
+    try:
+        server.start()
+        user, password = server.new_user()
+        account = ImapAccount(server, user, password)
+        uids = account.append_many([make_message(n) for n in range(3)])
+        port = server.port
+        with connect(settings(account, timeout=5)) as session:
+            session.select("INBOX", readonly=True)
+            pids = server.pids()
+            server.kill()
+            assert not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
+                           for p in pids)
+            started = time.monotonic()
+            with pytest.raises(ImapConnectError) as info:
+                list(session.fetch_messages(uids))
+            assert time.monotonic() - started < 3
+            assert "127.0.0.1" in str(info.value)
+        server.start()  # same port, same data
+        assert server.port == port
+        with connect(settings(account)) as session:
+            session.select("INBOX", readonly=True)
+            assert session.search_uids(unseen_only=False) == uids
+        server.restart()
+        assert account.flags() == {u: set() for u in uids}
+    finally:
+        server.cleanup()
+    assert not server.pids()
+    assert not server.root.exists()
+
+
+# --------------------------------------------------------------- support kit
+def test_support_new_users_can_log_in_immediately(dovecot_server):
+    for _ in range(15):
+        user, password = dovecot_server.new_user()
+        with dovecot_server.session(user, password) as c:
+            assert c.state == "AUTH"
+
+
+def test_support_fill_maildir_assigns_uids_and_flags(imap_account):
+    first = imap_account.append(make_message(0))
+    raws = [make_message(n) for n in range(1, 301)]
+    uids = imap_account.fill_maildir(raws[:200])
+    uids += imap_account.fill_maildir(raws[200:], flags=("\\Seen",))
+    assert uids == list(range(first + 1, first + 301))
+    flags = imap_account.flags()
+    assert sum("\\Seen" in f for f in flags.values()) == 100
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        assert [m.raw for m in session.fetch_messages(uids)] == raws
+        assert session.search_uids(unseen_only=True) == [first] + uids[:200]
+
+
+@pytest.fixture(scope="module")
+def tls_required_server():
+    server = DovecotServer(tls=True, require_tls=True)
+    try:
+        yield server.start()
+    finally:
+        server.cleanup()
+
+
+def test_server_requiring_tls_refuses_plaintext_login(tls_required_server):
+    user, password = tls_required_server.new_user()
+    account = ImapAccount(tls_required_server, user, password)
+    with pytest.raises(ImapAuthError) as info:
+        connect(settings(account, "none"))
+    assert_secret_free(info.value, password)
+    for security in ("starttls", "ssl"):
+        with connect(settings(account, security)) as session:
+            assert "INBOX" in session.list_folders()
+    assert account.append(make_message(1)) == 1  # helpers use STARTTLS here

@@ -1,0 +1,276 @@
+"""The importer against a real Dovecot: every email becomes exactly one ticket or a recorded skip."""
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db
+from portal.imap.models import ProcessedMessage, SyncRun
+from tests.integration.imap_helpers import create_mailbox, outcomes, sync, ticket_count, tickets
+from tests.support.mail import make_email
+
+
+@pytest.fixture
+def mailbox(app_ctx, imap_account):
+    return create_mailbox(imap_account)
+
+
+def test_imports_each_mail_once_and_marks_it_read(app_ctx, imap_account, mailbox):
+    uids = [imap_account.append(make_email(subject=f"Issue {n}")) for n in range(3)]
+    result = sync(mailbox)
+    assert result["status"] == "succeeded"
+    assert result["counts"] == {"imported": 3}
+    assert [t.subject for t in tickets()] == ["Issue 0", "Issue 1", "Issue 2"]
+    assert all("\\Seen" in imap_account.flags()[uid] for uid in uids)
+    assert set(outcomes(mailbox).values()) == {"imported"}
+    assert mailbox.last_sync_status == "succeeded" and mailbox.last_synced_at is not None
+    again = sync(mailbox)
+    assert again["counts"] == {} and ticket_count() == 3
+    ticket = tickets()[0]
+    assert ticket.source == "email" and ticket.source_mailbox_id == mailbox.id
+    assert ticket.messages[0].body_text.strip() == "Hello, my printer is broken."
+
+
+def test_unread_only_skips_read_mail_and_mark_as_read_off_leaves_flags(app_ctx, imap_account):
+    mailbox = create_mailbox(imap_account, mark_as_read=False)
+    read_uid = imap_account.append(make_email(subject="Old"), flags=["\\Seen"])
+    new_uid = imap_account.append(make_email(subject="New"))
+    assert sync(mailbox)["counts"] == {"imported": 1}
+    assert [t.subject for t in tickets()] == ["New"]
+    flags = imap_account.flags()
+    assert "\\Seen" not in flags[new_uid] and "\\Seen" in flags[read_uid]
+    assert sync(mailbox)["counts"] == {}  # still unread on the server, already recorded
+    assert ticket_count() == 1
+
+
+def test_all_mail_mode_takes_read_mail_and_then_only_newer_uids(app_ctx, imap_account):
+    mailbox = create_mailbox(imap_account, process_unread_only=False)
+    imap_account.append(make_email(subject="Read"), flags=["\\Seen"])
+    imap_account.append(make_email(subject="Unread"))
+    assert sync(mailbox)["counts"] == {"imported": 2}
+    assert mailbox.last_seen_uid == 2
+    imap_account.append(make_email(subject="Later"))
+    assert sync(mailbox)["counts"] == {"imported": 1}
+    assert [t.subject for t in tickets()] == ["Read", "Unread", "Later"]
+
+
+def test_filter_skips_and_changing_it_makes_skips_eligible_again(app, api, app_ctx, imap_account, mailbox):
+    api.put(f"/api/imap/accounts/{mailbox.id}", json={"filter_query": {"field": "subject", "contains": "urgent"}})
+    db.session.expire_all()
+    imap_account.append(make_email(subject="URGENT: server down"))
+    skipped_uid = imap_account.append(make_email(subject="Newsletter"))
+    assert sync(mailbox)["counts"] == {"imported": 1, "skipped_filter": 1}
+    row = db.session.scalar(select(ProcessedMessage).where(ProcessedMessage.uid == skipped_uid))
+    assert row.reason == "Did not match the mailbox's filter_query"
+    assert "\\Seen" not in imap_account.flags()[skipped_uid]
+    assert sync(mailbox)["counts"] == {}
+    api.put(f"/api/imap/accounts/{mailbox.id}", json={"filter_query": None})
+    db.session.expire_all()
+    assert sync(mailbox)["counts"] == {"imported": 1}
+    assert sorted(t.subject for t in tickets()) == ["Newsletter", "URGENT: server down"]
+
+
+@pytest.mark.parametrize(
+    "headers,sender",
+    [
+        ({"Auto-Submitted": "auto-replied"}, "Pat <pat@acme.com>"),
+        ({"Precedence": "bulk"}, "Pat <pat@acme.com>"),
+        ({"X-Autoreply": "yes"}, "Pat <pat@acme.com>"),
+        ({"Return-Path": "<>"}, "Pat <pat@acme.com>"),
+        ({}, "Mail Delivery System <MAILER-DAEMON@acme.com>"),
+        ({}, "postmaster@acme.com"),
+    ],
+)
+def test_loop_guard_skips_automatic_mail(app_ctx, imap_account, mailbox, headers, sender):
+    imap_account.append(make_email(subject="Out of office", headers=headers, sender=sender))
+    imap_account.append(make_email(subject="Real", headers={"Auto-Submitted": "no"}))
+    assert sync(mailbox)["counts"] == {"imported": 1, "skipped_auto_reply": 1}
+    assert [t.subject for t in tickets()] == ["Real"]
+
+
+def test_known_sender_only(app_ctx, imap_account):
+    from tests.conftest import make_user
+    from portal.models import Company, Staff
+
+    make_user("Known.User@Portal.test")
+    company = Company(name="Acme")
+    company.staff.append(Staff(email="contact@acme.com", name="C"))
+    db.session.add(company)
+    db.session.commit()
+    mailbox = create_mailbox(imap_account, sync_known_only=True)
+    imap_account.append(make_email(subject="From user", sender="known.user@PORTAL.test"))
+    imap_account.append(make_email(subject="From staff", sender="Contact <CONTACT@acme.com>"))
+    stranger = imap_account.append(make_email(subject="Spam", sender="stranger@spam.example"))
+    assert sync(mailbox)["counts"] == {"imported": 2, "skipped_unknown_sender": 1}
+    row = db.session.scalar(select(ProcessedMessage).where(ProcessedMessage.uid == stranger))
+    assert row.reason == "Sender stranger@spam.example is not a portal user or staff contact"
+
+
+def test_duplicates_by_message_id_and_by_content(app_ctx, imap_account, mailbox):
+    imap_account.append(make_email(subject="One", message_id="<same@acme.com>"))
+    imap_account.append(make_email(subject="One again", message_id="<same@acme.com>"))
+    raw = make_email(subject="No id", message_id=None)
+    imap_account.append(raw)
+    imap_account.append(raw)
+    result = sync(mailbox)
+    assert result["counts"] == {"imported": 2, "duplicate": 2}
+    assert ticket_count() == 2
+    dup = db.session.scalars(select(ProcessedMessage).where(ProcessedMessage.outcome == "duplicate")).all()
+    assert all(d.ticket_id is not None for d in dup)
+
+
+def test_too_large_is_recorded_without_download(app, app_ctx, imap_account, mailbox, monkeypatch):
+    monkeypatch.setitem(app.config, "IMAP_MAX_MESSAGE_BYTES", 5000)
+    big = imap_account.append(make_email(subject="Huge", attachments=[("big.bin", "application/octet-stream", b"x" * 8000)]))
+    imap_account.append(make_email(subject="Small"))
+    assert sync(mailbox)["counts"] == {"imported": 1, "skipped_too_large": 1}
+    row = db.session.scalar(select(ProcessedMessage).where(ProcessedMessage.uid == big))
+    assert "limit (IMAP_MAX_MESSAGE_BYTES) is 5000" in row.reason and row.size > 5000
+    assert "\\Seen" not in imap_account.flags()[big]
+
+
+def test_uidvalidity_change_creates_no_duplicates(app_ctx, imap_account):
+    mailbox = create_mailbox(imap_account, folder="Support", process_unread_only=False, mark_as_read=False)
+    mails = [make_email(subject=f"S{n}") for n in range(3)]
+    for raw in mails:
+        imap_account.append(raw, folder="Support")
+    assert sync(mailbox)["counts"] == {"imported": 3}
+    old_epoch = mailbox.uid_validity
+    imap_account.delete_folder("Support")
+    for raw in mails:
+        imap_account.append(raw, folder="Support")
+    imap_account.append(make_email(subject="S-new"), folder="Support")
+    result = sync(mailbox)
+    assert mailbox.uid_validity != old_epoch
+    assert result["counts"] == {"duplicate": 3, "imported": 1}
+    assert ticket_count() == 4
+
+
+def test_message_expunged_between_search_and_fetch(app_ctx, imap_account, mailbox, monkeypatch):
+    from portal.imap.client import ImapSession
+
+    uids = [imap_account.append(make_email(subject=f"M{n}")) for n in range(4)]
+    original = ImapSession.fetch_info
+
+    def expunge_first(self, wanted, *args, **kwargs):
+        imap_account.expunge([uids[1]])  # another client deletes it after our SEARCH
+        return original(self, wanted, *args, **kwargs)
+
+    monkeypatch.setattr(ImapSession, "fetch_info", expunge_first)
+    result = sync(mailbox)
+    assert result["status"] == "succeeded"
+    assert result["counts"] == {"imported": 3}
+    assert sorted(t.subject for t in tickets()) == ["M0", "M2", "M3"]
+
+
+def test_one_malformed_message_among_fifty_good_ones(app_ctx, imap_account, mailbox):
+    good = [make_email(subject=f"Good {n}") for n in range(50)]
+    malformed = (
+        b"From: =?utf-8?B?broken\r\nSubject: =?bogus?Q?x?=\r\nContent-Type: multipart/mixed\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n\xff\xfe\x00garbage without boundary ==="
+    )
+    imap_account.append_many(good[:25] + [malformed] + good[25:])
+    result = sync(mailbox)
+    assert result["counts"].get("imported", 0) + result["counts"].get("failed", 0) == 51
+    assert result["counts"]["imported"] >= 50
+    subjects = {t.subject for t in tickets()}
+    assert {f"Good {n}" for n in range(50)} <= subjects
+
+
+def test_failed_message_is_retried_three_times_then_dead_lettered(api, app_ctx, imap_account, mailbox, monkeypatch):
+    from portal import storage
+
+    real_store = storage.store
+
+    def failing_store(root, content):
+        if content == b"POISON":
+            raise OSError("disk full")
+        return real_store(root, content)
+
+    monkeypatch.setattr(storage, "store", failing_store)
+    bad = imap_account.append(make_email(subject="Poison", attachments=[("p.txt", "text/plain", b"POISON")]))
+    imap_account.append(make_email(subject="Fine"))
+    first = sync(mailbox)
+    assert first["status"] == "completed_with_errors"
+    assert first["counts"] == {"imported": 1, "failed": 1}
+    assert "disk full" in first["error"]
+    row = db.session.scalar(select(ProcessedMessage).where(ProcessedMessage.uid == bad))
+    assert row.outcome == "failed" and row.attempts == 1 and "OSError: disk full" in row.reason
+    assert "\\Seen" not in imap_account.flags()[bad]
+    assert sync(mailbox)["counts"] == {"failed": 1}
+    assert sync(mailbox)["counts"] == {"failed": 1}
+    db.session.refresh(row)
+    assert row.attempts == 3
+    assert sync(mailbox)["counts"] == {}  # dead letter: no more automatic attempts
+    assert ticket_count() == 1
+
+    monkeypatch.setattr(storage, "store", real_store)
+    retry = api.post(f"/api/imap/accounts/{mailbox.id}/messages/{row.id}/retry")
+    assert retry.status_code == 202
+    assert api.post(f"/api/imap/accounts/{mailbox.id}/messages/{row.id}/retry").status_code == 202
+    assert sync(mailbox)["counts"] == {"imported": 1}
+    db.session.refresh(row)
+    assert row.outcome == "imported" and row.ticket_id is not None
+    assert ticket_count() == 2
+    ok_row = db.session.scalar(select(ProcessedMessage).where(ProcessedMessage.outcome == "imported", ProcessedMessage.uid != bad))
+    conflict = api.post(f"/api/imap/accounts/{mailbox.id}/messages/{ok_row.id}/retry")
+    assert conflict.status_code == 409
+
+
+def test_audit_api_lists_runs_and_messages(api, app_ctx, imap_account, mailbox):
+    imap_account.append(make_email(subject="A"))
+    imap_account.append(make_email(subject="B", headers={"Precedence": "junk"}))
+    sync(mailbox)
+    runs = api.get(f"/api/imap/accounts/{mailbox.id}/sync-runs").json["items"]
+    assert runs[0]["status"] == "succeeded" and runs[0]["counts"] == {"imported": 1, "skipped_auto_reply": 1}
+    assert runs[0]["started_at"] and runs[0]["finished_at"] and runs[0]["duration_ms"] is not None
+    messages = api.get(f"/api/imap/accounts/{mailbox.id}/messages").json
+    assert messages["total"] == 2
+    skipped = api.get(f"/api/imap/accounts/{mailbox.id}/messages?outcome=skipped_auto_reply").json["items"]
+    assert len(skipped) == 1 and skipped[0]["subject"] == "B" and skipped[0]["reason"] == "Automatic message (Precedence: junk)"
+    assert api.get(f"/api/imap/accounts/{mailbox.id}/messages?outcome=bogus").status_code == 422
+    account_json = api.get(f"/api/imap/accounts/{mailbox.id}").json
+    assert account_json["last_sync_status"] == "succeeded" and account_json["last_synced_at"]
+
+
+def test_dead_server_fails_the_run_with_a_clear_error(app_ctx, imap_account):
+    from tests.support.dovecot import free_port
+
+    mailbox = create_mailbox(imap_account, port=free_port())
+    result = sync(mailbox)
+    assert result["status"] == "failed"
+    assert "Could not connect" in result["error"] or "refused" in result["error"].lower()
+    assert mailbox.last_sync_status == "failed" and mailbox.last_error == result["error"]
+
+
+def test_wrong_password_error_never_contains_the_password(app_ctx, imap_account):
+    from portal import crypto
+
+    mailbox = create_mailbox(imap_account, password_encrypted=crypto.encrypt("Wr0ng-Passw0rd-123"))
+    result = sync(mailbox)
+    assert result["status"] == "failed" and "Login failed" in result["error"]
+    assert "Wr0ng-Passw0rd-123" not in result["error"]
+
+
+def test_lock_makes_a_second_concurrent_sync_skip(app_ctx, imap_account, mailbox):
+    from portal.extensions import get_redis
+    from portal.imap.tasks import lock_key
+
+    imap_account.append(make_email())
+    get_redis().set(lock_key(mailbox.id), "someone-else", ex=60)
+    result = sync(mailbox)
+    assert result["status"] == "skipped" and "Already running" in result["error"]
+    assert ticket_count() == 0
+    get_redis().delete(lock_key(mailbox.id))
+    assert sync(mailbox)["counts"] == {"imported": 1}
+
+
+def test_crash_after_commit_before_seen_is_repaired_without_duplicate(app_ctx, imap_account, mailbox, monkeypatch):
+    from portal.imap.client import ImapSession
+
+    uid = imap_account.append(make_email(subject="Crash"))
+    monkeypatch.setattr(ImapSession, "mark_seen", lambda self, uids: (_ for _ in ()).throw(ConnectionResetError("gone")))
+    assert sync(mailbox)["status"] == "failed"
+    assert ticket_count() == 1 and "\\Seen" not in imap_account.flags()[uid]
+    monkeypatch.undo()
+    assert sync(mailbox)["counts"] == {}
+    assert ticket_count() == 1
+    assert "\\Seen" in imap_account.flags()[uid]
