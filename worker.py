@@ -9,7 +9,7 @@ import sys
 from rq import Worker
 
 from portal import create_app
-from portal.extensions import IMAP_QUEUE, get_redis
+from portal.extensions import IMAP_QUEUE, db, get_redis
 
 
 class AppContextWorker(Worker):
@@ -17,9 +17,14 @@ class AppContextWorker(Worker):
 
     flask_app = None
 
-    def perform_job(self, job, queue):
+    def perform_job(self, *args, **kwargs):
         with self.flask_app.app_context():
-            return super().perform_job(job, queue)
+            # A forked work horse must not reuse the parent's pooled DB connections.
+            db.engine.dispose(close=False)
+            try:
+                return super().perform_job(*args, **kwargs)
+            finally:
+                db.session.remove()
 
 
 def main(argv: list[str]) -> int:

@@ -280,7 +280,7 @@ def _interpret(pieces: list) -> _FetchItem:
             item.has_body = True
             if isinstance(value, str):  # an atom where a string belongs
                 raise _ParseError("BODY[] is not a string")
-            item.body = value if value is not None else b""
+            item.body = value  # None for NIL
     return item
 
 
@@ -423,6 +423,10 @@ class ImapSession:
     # login ----------------------------------------------------------------
     def _login(self) -> None:
         s = self._settings
+        if "LOGINDISABLED" in self._client.capabilities:
+            raise ImapAuthError(
+                f"Login failed for user {s.username}: {self._where} only accepts logins over TLS "
+                "(LOGINDISABLED); use security 'ssl' or 'starttls'")
         try:
             if (s.username + s.password).isascii():
                 self._mailbox.login(s.username, s.password, initial_folder=None)
@@ -551,10 +555,14 @@ class ImapSession:
         return sorted(u for u in uids if u > above_uid)
 
     def _uid_fetch(self, uids: list[int], items: str) -> tuple[list, bool]:
-        """One UID FETCH; returns (imaplib data, partial?).  partial: the server
-        said some messages no longer exist (NO [EXPUNGEISSUED] or similar)."""
+        """One UID FETCH; returns (imaplib data, expunges?).  expunges: the
+        server reported expunged messages during the command (EXPUNGE
+        responses, or [EXPUNGEISSUED] in OK/NO); their entries may be
+        placeholders (BODY[] NIL, RFC822.SIZE 0)."""
         client = self._client
-        client.untagged_responses.pop("FETCH", None)  # stale unsolicited ones
+        ur = client.untagged_responses
+        for key in ("FETCH", "EXPUNGE", "EXPUNGEISSUED", "VANISHED"):  # stale ones
+            ur.pop(key, None)
         try:
             typ, data = client.uid("FETCH", compress_uids(uids), items)
         except imaplib.IMAP4.abort as exc:
@@ -563,19 +571,22 @@ class ImapSession:
             raise ImapError(self._redact(f"Fetching messages from '{self.folder}' failed: {exc}")) from None
         except BaseException as exc:
             raise self._fail(exc, "fetching messages") from None
+        popped = [ur.pop(key, None) for key in ("EXPUNGE", "EXPUNGEISSUED", "VANISHED")]
+        expunges = any(p is not None for p in popped)
         if typ == "OK":
-            return data, False
+            return data, expunges
         # NO: the FETCH responses that did arrive are still in untagged_responses
         detail = _text(data)
-        fetched = client.untagged_responses.pop("FETCH", [])
+        fetched = ur.pop("FETCH", [])
         low = detail.lower()
-        if "expunge" in low or "no longer exist" in low or "not exist" in low:
+        if expunges or "expunge" in low or "no longer exist" in low or "not exist" in low:
             return fetched, True
         raise ImapError(self._redact(f"Fetching messages from '{self.folder}' failed: {detail}"))
 
     def _parse(self, data: list, wanted: set[int], need_body: bool) -> dict[int, _FetchItem]:
         found: dict[int, _FetchItem] = {}
         flag_updates: dict[int, tuple[str, ...]] = {}
+        vanished: set[int] = set()
         for pieces in _split_fetch_responses(data):
             try:
                 item = _interpret(pieces)
@@ -584,6 +595,11 @@ class ImapSession:
             uid = item.uid
             if uid is None or uid not in wanted:
                 log.debug("ignoring unsolicited FETCH response (uid=%s)", uid)
+                continue
+            if need_body and item.has_body and item.body is None:
+                # BODY[] NIL: Dovecot's answer for a message expunged by
+                # another session that this session still had in its view
+                vanished.add(uid)
                 continue
             complete = item.has_body if need_body else (item.flags is not None and item.size is not None)
             if not complete:
@@ -599,6 +615,8 @@ class ImapSession:
         for uid, flags in flag_updates.items():  # a change reported after the data
             if uid in found:
                 found[uid].flags = flags
+        for uid in vanished:
+            found.pop(uid, None)
         return found
 
     def fetch_info(self, uids: list[int], chunk: int = 1000) -> list[MessageInfo]:
@@ -609,8 +627,16 @@ class ImapSession:
         self.last_missing = []
         result: list[MessageInfo] = []
         for batch in _chunks(ordered, chunk):
-            data, _ = self._uid_fetch(batch, "(UID FLAGS RFC822.SIZE)")
-            found = self._parse(data, set(batch), need_body=False)
+            wanted = set(batch)
+            for _attempt in range(3):
+                data, expunges = self._uid_fetch(batch, "(UID FLAGS RFC822.SIZE)")
+                found = self._parse(data, wanted, need_body=False)
+                # Messages expunged by another session are still answered
+                # (Dovecot: with \Deleted, sometimes RFC822.SIZE 0) before
+                # the EXPUNGE reaches us; once delivered, asking again gives
+                # the true state.
+                if not expunges:
+                    break
             for uid in batch:
                 item = found.get(uid)
                 if item is None:

@@ -136,7 +136,7 @@ _CHARSET_ALIASES = {
 
 # Mislabelled UTF-8 is common under these labels, and valid multi-byte UTF-8
 # practically never arises from real latin-1 text: so UTF-8 is tried first.
-_LATIN_FAMILY = frozenset({"ascii", "latin_1", "cp1252"})
+_LATIN_FAMILY = frozenset({"ascii", "iso8859-1", "cp1252"})
 
 # Codecs that are no character sets, or that would interpret backslashes.
 _FORBIDDEN_CODECS = ("escape", "undefined", "idna", "punycode")
@@ -151,9 +151,14 @@ def _codec_for(charset: str | None) -> str | None:
     label = _CHARSET_ALIASES.get(label, label)
     try:
         name = codecs.lookup(label).name
-        b"".decode(name)  # rejects bytes-to-bytes codecs (base64, zlib, rot13)
     except (LookupError, ValueError, TypeError):
         return None
+    try:
+        b"\0\0\0\0".decode(name)
+    except LookupError:  # bytes-to-bytes codecs: base64, zlib, rot13, ...
+        return None
+    except Exception:  # a text codec that dislikes this sample: fine
+        pass
     if any(bad in name for bad in _FORBIDDEN_CODECS):
         return None
     return name

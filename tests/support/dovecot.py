@@ -331,12 +331,80 @@ def _alive(pid: int) -> bool:
     return state not in (b"Z", b"X")
 
 
+class _SourceAddressRelay:
+    """TCP relay: accepts on ``listen``, connects to ``target`` from
+    ``source_ip``.  Dovecot treats a connection whose remote IP equals its
+    local IP (any loopback connection) as secure, so ``ssl = required``
+    would never bite in tests; relayed connections arrive from 127.0.0.2."""
+
+    def __init__(self, listen: tuple[str, int], target: tuple[str, int], source_ip: str) -> None:
+        self.target, self.source_ip = target, source_ip
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(listen)
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._socks: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name="dovecot-relay", daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=10,
+                                                    source_address=(self.source_ip, 0))
+                upstream.settimeout(None)
+            except OSError:
+                conn.close()
+                continue
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    upstream.close()
+                    return
+                self._socks |= {conn, upstream}
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            socks, self._socks = self._socks, set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for sock in socks:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
 class DovecotServer:
     """One private Dovecot instance.
 
     ``tls``: configure a certificate; the plain port then offers STARTTLS and
     ``ssl_port`` speaks implicit TLS.  ``require_tls``: ``ssl = required``
-    (login only over TLS/STARTTLS).  Restarting keeps ports and data.
+    (login only over TLS/STARTTLS); ``port`` is then a relay in the test
+    process that reaches Dovecot from 127.0.0.2, because Dovecot counts
+    same-IP (loopback) connections as secure.  Restarting keeps ports and data.
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, tls: bool = True,
@@ -354,6 +422,8 @@ class DovecotServer:
         os.chmod(self.root, 0o755)  # mail processes run as an unprivileged user
         self.host = host
         self.port = port or free_port(host)
+        self.dovecot_port = free_port(host) if require_tls else self.port  # where Dovecot listens
+        self._relay: _SourceAddressRelay | None = None
         self.tls = tls
         self.require_tls = require_tls
         self.ssl_port: int | None = (ssl_port or free_port(host)) if tls else None
@@ -433,7 +503,7 @@ userdb {{
 service imap-login {{
   inet_listener imap {{
     address = {self.host}
-    port = {self.port}
+    port = {self.dovecot_port}
   }}
 {imaps}  chroot =
 }}
@@ -488,7 +558,7 @@ service anvil {{
         with _instances_lock:
             _instances.add(self)
         deadline = time.monotonic() + timeout
-        ports = [(self.port, False)] + ([(self.ssl_port, True)] if self.ssl_port else [])
+        ports = [(self.dovecot_port, False)] + ([(self.ssl_port, True)] if self.ssl_port else [])
         for port, use_tls in ports:
             while True:
                 if self._proc.poll() is not None:
@@ -501,6 +571,8 @@ service anvil {{
                     raise DovecotError(f"dovecot did not greet on {self.host}:{port} within {timeout}s; "
                                        f"log:\n{self.log_tail()}")
                 time.sleep(0.05)
+        if self.dovecot_port != self.port and self._relay is None:
+            self._relay = _SourceAddressRelay((self.host, self.port), (self.host, self.dovecot_port), "127.0.0.2")
         return self
 
     def _greets(self, port: int, use_tls: bool) -> bool:
@@ -584,6 +656,9 @@ service anvil {{
             time.sleep(0.02)
 
     def _finish(self) -> None:
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
         with _instances_lock:
             _instances.discard(self)
         # stale pid file would confuse a later start

@@ -1,0 +1,94 @@
+"""End to end: `python worker.py` and `python scheduler.py` as real processes import mail on a cron schedule."""
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+
+from portal.extensions import db, get_redis, get_scheduler
+from portal.imap.models import SyncRun
+from tests.integration.imap_helpers import ticket_count, tickets
+from tests.support.mail import make_email
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def processes(app):
+    started = []
+    env = dict(
+        os.environ,
+        PORTAL_ENV="testing",
+        SECRET_KEY=app.config["SECRET_KEY"],
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        ATTACHMENT_DIR=app.config["ATTACHMENT_DIR"],
+    )
+
+    def start(*args):
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.terminate()
+    for proc in started:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if predicate():
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_account, processes):
+    imap_account.append(make_email(subject="Scheduled import"))
+    created = api.post(
+        "/api/imap/accounts",
+        json={
+            "name": "Cron box",
+            "host": imap_account.host,
+            "port": imap_account.port,
+            "security": "none",
+            "username": imap_account.username,
+            "password": imap_account.password,
+            "schedule_cron": "* * * * *",
+        },
+    ).json
+    get_redis().flushdb()  # the scheduler process must rebuild the cron job from the database on start
+    scheduler_proc = processes("scheduler.py", "--interval", "0.5")
+    worker_proc = processes("worker.py")
+    scheduler = get_scheduler()
+    assert wait_for(lambda: "imap_sync-%d" % created["id"] in scheduler, timeout=20), "scheduler did not reconcile"
+    # Bring the next cron tick forward so the test need not wait for the minute to turn.
+    job = next(j for j in scheduler.get_jobs() if j.id == "imap_sync-%d" % created["id"])
+    scheduler.change_execution_time(job, datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=1))
+    assert wait_for(lambda: ticket_count() == 1, timeout=40), _output(scheduler_proc, worker_proc)
+    assert [t.subject for t in tickets()] == ["Scheduled import"]
+    run = db.session.scalars(select(SyncRun).where(SyncRun.account_id == created["id"])).first()
+    assert wait_for(lambda: db.session.get(SyncRun, run.id).status == "succeeded")
+    assert run.trigger == "scheduled"
+    # The scheduler put the job back for the next minute boundary.
+    times = dict((j.id, t) for j, t in scheduler.get_jobs(with_times=True))
+    next_time = times["imap_sync-%d" % created["id"]]
+    assert next_time.second == 0 and next_time > datetime.now(timezone.utc).replace(tzinfo=None)
+    assert "\\Seen" in next(iter(imap_account.flags().values()))
+
+
+def _output(*procs):
+    for proc in procs:
+        proc.terminate()
+    return "\n".join(proc.communicate(timeout=10)[0].decode(errors="replace")[-3000:] for proc in procs)
