@@ -49,7 +49,7 @@ def _html(paragraphs: list[str]) -> str:
 
 
 def make_mail(rng: random.Random, i: int) -> bytes:
-    paragraphs = _paragraphs(rng, rng.randint(2_000, 7_000))
+    paragraphs = _paragraphs(rng, rng.randint(1_500, 5_000))
     text = "\n\n".join(paragraphs)
     html = _html(paragraphs)
     kind = i % 4  # 0,1: alternative; 2: alternative + attachment; 3: html only

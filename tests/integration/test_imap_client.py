@@ -131,8 +131,7 @@ def test_unknown_user_is_auth_error(imap_account):
 
 @pytest.mark.parametrize("password", ['with "quotes" and \\ backslash', "pässwörd-ünïcode"])
 def test_passwords_needing_quoting_or_utf8_work(dovecot_server, password):
-    user, _ = dovecot_server.new_user()
-    dovecot_server.add_user(user, password)
+    user, _ = dovecot_server.new_user(password=password)
     account = ImapAccount(dovecot_server, user, password)
     with connect(settings(account)) as session:
         assert "INBOX" in session.list_folders()

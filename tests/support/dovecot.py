@@ -717,10 +717,11 @@ service anvil {{
                 _sleep_to_next_second()
             self.users[name] = password
 
-    def new_user(self, prefix: str = "user") -> tuple[str, str]:
-        """Create a unique user with a random password."""
+    def new_user(self, prefix: str = "user", password: str | None = None) -> tuple[str, str]:
+        """Create a unique user (random password unless given); returns (name, password)."""
         name = f"{prefix}{next(self._counter)}x{secrets.token_hex(3)}"
-        password = "pw-" + secrets.token_urlsafe(12)
+        if password is None:
+            password = "pw-" + secrets.token_urlsafe(12)
         self.add_user(name, password)
         return name, password
 
