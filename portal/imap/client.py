@@ -427,15 +427,22 @@ class ImapSession:
             raise ImapAuthError(
                 f"Login failed for user {s.username}: {self._where} only accepts logins over TLS "
                 "(LOGINDISABLED); use security 'ssl' or 'starttls'")
+        creds = s.username + s.password
+        if "\0" in creds:
+            raise ImapAuthError(f"Login failed for user {s.username!r}: "
+                                "the user name or password contains a NUL character")
         try:
-            if (s.username + s.password).isascii():
+            # LOGIN takes quoted ASCII strings; anything else (non-ASCII, CR/LF,
+            # which could end the command line early) goes base64-encoded
+            # through AUTHENTICATE PLAIN
+            if creds.isascii() and "\r" not in creds and "\n" not in creds:
                 self._mailbox.login(s.username, s.password, initial_folder=None)
             elif "AUTH=PLAIN" in self._client.capabilities:
                 self._mailbox.login_utf8(s.username, s.password, initial_folder=None)
             else:
                 raise ImapAuthError(
                     f"Login failed for user {s.username}: the server offers no way to send "
-                    "non-ASCII user names or passwords (AUTH=PLAIN)")
+                    "non-ASCII user names or passwords or ones with line breaks (AUTH=PLAIN)")
         except ImapError:
             raise
         except MailboxLoginError as exc:

@@ -88,6 +88,7 @@ def render_row(account: ImapAccount, extra: str = "") -> str:
 # --- list ----------------------------------------------------------------------
 
 
+@bp.get("")
 @bp.get("/")
 def index():
     q = (request.args.get("q") or "").strip()

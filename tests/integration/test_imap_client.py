@@ -140,6 +140,15 @@ def test_passwords_needing_quoting_or_utf8_work(dovecot_server, password):
     assert_secret_free(info.value, password + "x")
 
 
+def test_password_with_line_break_cannot_inject_commands(imap_account):
+    evil = imap_account.password + '"\r\nX1 CREATE Injected\r\nX2 LOGIN a b'
+    with pytest.raises(ImapAuthError) as info:
+        connect(settings(imap_account, password=evil))
+    assert "AUTHENTICATIONFAILED" in str(info.value)
+    assert_secret_free(info.value, evil)
+    assert "Injected" not in imap_account.list_folders()
+
+
 def test_unreachable_port_fails_fast():
     port = free_port()
     s = ConnectionSettings(host="127.0.0.1", port=port, security="none", verify_tls=True,

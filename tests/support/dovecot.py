@@ -1,20 +1,41 @@
 """A private Dovecot IMAP server for tests (one per pytest session).
 
 Everything (config, TLS material, sockets, logs, maildirs) lives in one
-temporary directory that is removed when the server is cleaned up.  The
-helpers that set up mailboxes (append, flags, expunge, folders) talk IMAP
-through the standard library's ``imaplib`` so that they stay independent
-of ``portal.imap.client``, the code under test.
+temporary directory (under /dev/shm when available, or $DOVECOT_TEST_TMPDIR)
+that is removed when the server is cleaned up; stopping leaves no dovecot
+process behind.  The helpers that set up mailboxes talk IMAP through the
+standard library's ``imaplib`` so that they stay independent of
+``portal.imap.client``, the code under test.
 
 Fixtures (load with ``pytest_plugins = ["tests.support.dovecot"]``):
 
-* ``dovecot_server`` (session): Dovecot with a plain IMAP port that offers
-  STARTTLS and an implicit-TLS port (``ssl_port``); certificate signed by a
-  throw-away CA at ``ca_cert_path``.  Plaintext login is allowed.
-* ``dovecot_server_no_tls`` (session, started on first use): Dovecot with
-  ``ssl = no`` (no STARTTLS capability, no imaps port).
-* ``imap_account`` (function): a fresh user with a random password on
-  ``dovecot_server``; an :class:`ImapAccount`.
+* ``dovecot_server`` (session): a :class:`DovecotServer` with a plain port
+  (``.port``, offers STARTTLS) and an implicit-TLS port (``.ssl_port``);
+  the certificate (SAN 127.0.0.1, ::1, localhost) is signed by a throw-away
+  CA at ``.ca_cert_path``.  Plaintext login is allowed.
+* ``dovecot_server_no_tls`` (session, started on first use): ``ssl = no``,
+  so no STARTTLS capability and no imaps port.
+* ``imap_account`` (function): an :class:`ImapAccount` -- a fresh user with
+  a random password on ``dovecot_server`` (``host``, ``port``, ``ssl_port``,
+  ``ca_cert_path``, ``username``, ``password``) with helpers
+  ``append(raw, folder="INBOX", flags=()) -> uid``,
+  ``append_many(raws, folder="INBOX", flags=()) -> [uid]`` (MULTIAPPEND),
+  ``fill_maildir(raws, folder="INBOX", flags=()) -> [uid]`` (fastest),
+  ``flags(folder="INBOX") -> {uid: {flag}}``,
+  ``store_flags(uids, flags, folder="INBOX", add=True)``,
+  ``expunge(uids, folder="INBOX")``, ``create_folder(name)``,
+  ``delete_folder(name)``, ``list_folders()``, ``connect() -> imaplib.IMAP4``.
+
+``DovecotServer(root=None, *, tls=True, require_tls=False, port=None,
+ssl_port=None, extra_config="")``: ``start()``, ``stop()`` (graceful),
+``kill()`` (SIGKILL to every process of the instance), ``restart()`` (same
+ports and data), ``cleanup()``, ``pids()``, ``session_pids(user)``,
+``add_user(name, password)``, ``new_user(prefix="user", password=None)``,
+``remove_user(name)``, and the same helpers as ImapAccount taking
+``(user, password, folder, ...)``: ``append``, ``append_many``,
+``fill_maildir``, ``uids_and_flags``, ``store_flags``, ``expunge``,
+``create_folder``, ``delete_folder``, ``list_folders``.
+``make_message(n, subject=..., body=...)`` builds a small CRLF message.
 
 Requires Debian's ``dovecot-imapd`` (``apt-get install -y dovecot-imapd``).
 """
@@ -717,6 +738,15 @@ service anvil {{
                 _sleep_to_next_second()
             self.users[name] = password
 
+    def remove_user(self, name: str) -> None:
+        """Delete the user's passwd-file and mail (new logins fail at once)."""
+        with self._users_lock:
+            self.users.pop(name, None)
+            with contextlib.suppress(FileNotFoundError):
+                (self.passwd_dir / name).unlink()
+        if _USERNAME_RE.match(name):
+            shutil.rmtree(self.mail_root / name, ignore_errors=True)
+
     def new_user(self, prefix: str = "user", password: str | None = None) -> tuple[str, str]:
         """Create a unique user (random password unless given); returns (name, password)."""
         name = f"{prefix}{next(self._counter)}x{secrets.token_hex(3)}"
@@ -1099,7 +1129,9 @@ if pytest is not None:
             server.cleanup()
 
     @pytest.fixture
-    def imap_account(dovecot_server) -> ImapAccount:
-        """A fresh user with a random password on ``dovecot_server``."""
+    def imap_account(dovecot_server):
+        """A fresh user with a random password on ``dovecot_server``; its
+        mail is deleted after the test."""
         name, password = dovecot_server.new_user()
-        return ImapAccount(dovecot_server, name, password)
+        yield ImapAccount(dovecot_server, name, password)
+        dovecot_server.remove_user(name)
