@@ -240,14 +240,15 @@ def _header_text(data: bytes) -> str:
 # Header values
 # --------------------------------------------------------------------------
 
-_FOLD = re.compile(r"[ \t]*[\r\n]+[ \t]*")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 
 
 def _unfold(value: str) -> str:
+    """Join folded lines; the folding whitespace becomes one space."""
     if "\n" in value or "\r" in value:
-        value = _FOLD.sub(" ", value)
+        lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        value = " ".join(line.strip(" \t") for line in lines)
     return value.strip()
 
 
@@ -483,10 +484,11 @@ def sanitize_html(html: str) -> str:
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _HTML_DROP_TAGS = ("<script", "<style", "<head", "<title", "<template", "<noscript", "<xml")
+# [^<>]* rather than [^>]*: keeps hostile input ("<a<a<a...") linear.
 _HTML_DROP = re.compile(
-    r"<(script|style|head|title|template|noscript|xml)\b[^>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S
+    r"<(script|style|head|title|template|noscript|xml)\b[^<>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S
 )
-_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^>]*>|<[!?][^>]*>")
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^<>]*>|<[!?][^<>]*>")
 # \x02 marks a paragraph break and \x01 a line break; runs of marks are
 # merged so nested blocks (</li></ul></div>) do not pile up blank lines.
 _TAG_BREAKS = {
@@ -534,7 +536,7 @@ def html_to_text(html: str) -> str:
     return text.strip()
 
 
-_CID_REF = re.compile(r"""[^\s"'<>)]+""")
+_CID_REF = re.compile(r"""[^\s"'<>)]{1,500}""")
 
 
 def _cid_references(html: str) -> set[str]:
@@ -711,7 +713,8 @@ def _content_type(value: str | None, default: str, defects: list[str]) -> tuple[
     return ctype, _parse_params(rest, defects)
 
 
-_PARAM = re.compile(r"""([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)""")
+# Anchored after ';' so that junk without '=' cannot make findall quadratic.
+_PARAM = re.compile(r"""(?:^|(?<=;))\s*([^\s=;"]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)""")
 
 
 def _unquote(value: str) -> str:
