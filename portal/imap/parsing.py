@@ -460,10 +460,9 @@ _CLEANER = nh3.Cleaner(
 )  # fmt: skip
 
 
-# nh3 output is normalised (lower-case names, double-quoted values with '"'
-# escaped), so removing one whole attribute by regex is safe.
-_IMG_BAD_SRC = re.compile(r'(<img\b[^>]*?)\s+src="(?!\s*(?:https?|cid):)[^"]*"', re.I)
-_STYLE_EXPRESSION = re.compile(r'\s+style="[^"]*expression[^"]*"', re.I)
+# nh3 output is normalised (lower-case tag and attribute names, values in
+# double quotes with '"' escaped), so dropping one attribute by regex is safe.
+_IMG_BAD_SRC = re.compile(r'(<img\b[^>]*?)\s+src="(?!\s*(?i:https?|cid):)[^"]*"')
 
 
 def sanitize_html(html: str) -> str:
@@ -471,14 +470,11 @@ def sanitize_html(html: str) -> str:
     if not html or not html.strip():
         return ""
     clean = _CLEANER.clean(html)
-    # url_schemes is shared by links and images: mailto:/tel: suit links only.
-    # (Done here rather than with nh3's attribute_filter, a Python callback per
-    # attribute that costs ~20% of the sanitising time.)
-    lowered = clean.lower()
-    if "mailto:" in lowered or "tel:" in lowered:
+    # url_schemes is shared by links and images, and mailto:/tel: suit links
+    # only.  (A regex pass is ~10x cheaper than nh3's attribute_filter, a
+    # Python callback per attribute.)
+    if "<img" in clean:
         clean = _IMG_BAD_SRC.sub(r"\1", clean)
-    if "expression" in lowered:  # old IE's script-in-CSS
-        clean = _STYLE_EXPRESSION.sub("", clean)
     return clean
 
 
@@ -546,7 +542,7 @@ def _cid_references(html: str) -> set[str]:
         match = _CID_REF.match(html, pos + 4)
         if match:
             refs.add(unquote(match.group()).strip("<>"))
-        pos = lowered.find("cid:", pos + 4)
+        pos = lowered.find("cid:", match.end() if match else pos + 4)
     return refs
 
 
@@ -801,10 +797,13 @@ def _split_multipart(body: bytes, boundary: str, defects: list[str]) -> list[byt
     i = body.find(delimiter)
     while i >= 0:
         after = i + len(delimiter)
+        if i and body[i - 1] != 0x0A:  # not at the start of a line
+            i = body.find(delimiter, after)
+            continue
         closing = body[after : after + 2] == b"--"
         eol = body.find(b"\n", after)
         rest = body[after + 2 * closing : eol if eol >= 0 else len(body)]
-        if (i == 0 or body[i - 1] == 0x0A) and not rest.strip(b" \t\r"):
+        if not rest.strip(b" \t\r"):
             if start is not None:
                 end = i - 2 if body[i - 2 : i] == b"\r\n" else i - 1
                 parts.append(body[start : max(end, start)])

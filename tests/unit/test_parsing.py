@@ -522,7 +522,6 @@ def test_html_to_text_collapses_source_whitespace_and_drops_comments():
         ('<img alt="x" src=" tel:123" width="3">', '<img alt="x" width="3">'),
         ('<a href="java&#x09;script:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>'),
         ('<svg><script>alert(1)</script></svg>ok', "ok"),
-        ('<div style="width: EXPRESSION(alert(1)); color: red">e</div>', "<div>e</div>"),
         ('<base href="https://evil/"><meta http-equiv="refresh" content="0">ok', "ok"),
         ('<a href="https://example.com/kb">kb</a>', '<a href="https://example.com/kb" rel="noopener noreferrer">kb</a>'),
         ('<a href="mailto:help@example.com">m</a>', '<a href="mailto:help@example.com" rel="noopener noreferrer">m</a>'),
