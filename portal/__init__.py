@@ -30,6 +30,7 @@ def create_app(config: dict | None = None) -> Flask:
 
     _register_blueprints(app)
     _register_csrf(app)
+    _register_security_headers(app)
     _register_error_handlers(app)
 
     from .cli import register_cli
@@ -48,6 +49,25 @@ def _register_blueprints(app: Flask) -> None:
 
     for blueprint in (auth_bp, platform_pages_bp, platform_api_bp, openapi_bp, imap_api_bp, imap_views_bp):
         app.register_blueprint(blueprint)
+
+
+# Email HTML is sanitised before it is stored; the CSP is the second wall: no scripts but
+# our own files, and no remote images (tracking pixels) in rendered mail.
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def _register_security_headers(app: Flask) -> None:
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
 
 
 def _is_api_request() -> bool:

@@ -53,8 +53,8 @@ _MAX_DEPTH = 40  # MIME nesting limit; deeper parts are dropped with a defect
 
 @dataclass(frozen=True)
 class EmailAddress:
-    name: str
-    address: str
+    name: str  # display name, RFC 2047 decoded
+    address: str  # addr-spec as written, stripped; "" if none
 
     @property
     def domain(self) -> str:
@@ -65,35 +65,35 @@ class EmailAddress:
 
 @dataclass
 class InboundAttachment:
-    filename: str
-    content_type: str
-    payload: bytes
-    content_id: str | None
-    is_inline: bool
+    filename: str  # made safe by safe_filename
+    content_type: str  # lower-case "type/subtype"
+    payload: bytes  # transfer encoding undone
+    content_id: str | None  # without angle brackets
+    is_inline: bool  # Content-Disposition inline, or referenced as cid: by the HTML
 
 
 @dataclass
 class InboundEmail:
-    message_id: str | None
-    in_reply_to: list[str]
-    references: list[str]
-    subject: str
-    from_: EmailAddress | None
+    message_id: str | None  # bare id (no <>), None if missing or blank
+    in_reply_to: list[str]  # bare ids
+    references: list[str]  # bare ids, in order, without repeats
+    subject: str  # decoded, folding collapsed, "" if none
+    from_: EmailAddress | None  # first From address
     from_addresses: list[EmailAddress]
-    from_raw: str
+    from_raw: str  # decoded From header value
     to: list[EmailAddress]
     cc: list[EmailAddress]
     bcc: list[EmailAddress]
     reply_to: list[EmailAddress]
     sender: list[EmailAddress]
-    date: datetime | None
-    text: str
-    html: str
-    headers: dict[str, list[str]]
+    date: datetime | None  # timezone-aware UTC
+    text: str  # text/plain body, or derived from the HTML when there is none
+    html: str  # sanitised HTML, "" if none
+    headers: dict[str, list[str]]  # lower-case name -> decoded values, in order
     attachments: list[InboundAttachment]
-    size: int
-    raw_sha256: str
-    defects: list[str] = field(default_factory=list)
+    size: int  # len(raw)
+    raw_sha256: str  # hex
+    defects: list[str] = field(default_factory=list)  # parse problems, for the audit
 
 
 def _note(defects: list[str] | None, message: str) -> None:
@@ -334,7 +334,8 @@ def _message_ids(value: str) -> list[str]:
 # Anything else (comments, groups, odd quoting) goes to email.utils.getaddresses.
 _SIMPLE_ADDRESS = re.compile(
     r"""[\s,]*(?:
-        (?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<name>[^",<>()\\:;@\[\]]*?))\s*<(?P<angle>[^<>",()\\:;\s]*)>
+        (?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<name>[^",<>()\\:;@\[\]]*?))
+        \s*<(?P<angle>[^<>",()\\:;\s]*)>
       | (?P<bare>[^\s",<>()\\:;@\[\]]+@[^\s",<>()\\:;@\[\]]+)
     )\s*(?:,|\Z)""",
     re.X,
@@ -429,7 +430,9 @@ _STYLE_PROPERTIES = {
     "list-style-type", "table-layout",
 }  # fmt: skip
 
-_TABLE_ATTRS = {"width", "height", "bgcolor", "valign", "nowrap", "border", "cellpadding", "cellspacing"}
+_TABLE_ATTRS = {
+    "width", "height", "bgcolor", "valign", "nowrap", "border", "cellpadding", "cellspacing",
+}  # fmt: skip
 
 
 def _allowed_attributes() -> dict[str, set[str]]:
@@ -516,12 +519,18 @@ def html_to_text(html: str) -> str:
     line breaks for br/p/div/li/tr..., entities unescaped."""
     if not html:
         return ""
-    text = html.replace("\x01", "").replace("\x02", "")
+    text = html
     if "<!--" in text:
         text = _HTML_COMMENT.sub("", text)
     lowered = text.lower()
     if any(tag in lowered for tag in _HTML_DROP_TAGS):
         text = _HTML_DROP.sub("", text)
+    return _text_from_clean_html(text)
+
+
+def _text_from_clean_html(html: str) -> str:
+    """html_to_text for HTML without comments, scripts or styles (nh3 output)."""
+    text = html.replace("\x01", "").replace("\x02", "")  # our break marks, below
     text = " ".join(text.split())  # source whitespace collapses, as in a browser
     text = _HTML_TAG.sub(_tag_to_text, text)
     text = _BREAK_RUN.sub(_break, text)
@@ -683,7 +692,8 @@ def _split_head(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]],
     while pos < head_end:
         field = match_field(data, pos, head_end)
         if field:
-            headers.append((field.group(1).decode("ascii").lower(), _header_text(field.group(2)).strip()))
+            name = field.group(1).decode("ascii").lower()
+            headers.append((name, _header_text(field.group(2)).strip()))
             pos = field.end()
             continue
         line_end = data.find(b"\n", pos, head_end)
@@ -698,7 +708,9 @@ def _split_head(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]],
     return headers, data[body_start:]
 
 
-def _content_type(value: str | None, default: str, defects: list[str]) -> tuple[str, dict[str, str]]:
+def _content_type(
+    value: str | None, default: str, defects: list[str]
+) -> tuple[str, dict[str, str]]:
     if not value:
         return default, {}
     main, _, rest = _unfold(value).partition(";")
@@ -969,7 +981,9 @@ def parse_message(raw: bytes) -> InboundEmail:
     return _build(raw, headers, acc, defects)
 
 
-def _build(raw: bytes, raw_headers: list[tuple[str, str]], acc: _Parts, defects: list[str]) -> InboundEmail:
+def _build(
+    raw: bytes, raw_headers: list[tuple[str, str]], acc: _Parts, defects: list[str]
+) -> InboundEmail:
     headers: dict[str, list[str]] = {}
     raw_values: dict[str, list[str]] = {}
     for name, value in raw_headers:
@@ -988,7 +1002,7 @@ def _build(raw: bytes, raw_headers: list[tuple[str, str]], acc: _Parts, defects:
     html = sanitize_html(html_raw)
     text = _join_texts(acc.texts)
     if not text.strip() and html:
-        text = html_to_text(html)
+        text = _text_from_clean_html(html)
     if any(a.content_id for a in acc.attachments):
         referenced = _cid_references(html_raw)
         for attachment in acc.attachments:

@@ -612,20 +612,27 @@ service anvil {{
 
     def stop(self, timeout: float = 15.0) -> None:
         """Graceful stop (SIGTERM to the master, like ``kill $(cat master.pid)``);
-        waits until every process of the instance is gone."""
+        waits until every process of the instance is gone.  Dovecot's log
+        process may outlive the master by a moment; as child subreaper the
+        test process reaps it instead of leaving a zombie to init."""
         proc = self._proc
         if proc is None:
             return
-        pids = self.pids()
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return
-        self._wait_gone(pids | self.pids(), timeout)
+        subreaper = _set_child_subreaper(True)
+        try:
+            pids = self.pids()
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+                    return
+            self._wait_gone(pids | self.pids(), timeout, reap=subreaper)
+        finally:
+            if subreaper:
+                _set_child_subreaper(False)
         self._finish()
 
     def kill(self) -> None:

@@ -6,6 +6,8 @@ import hashlib
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portal.imap.parsing import (
     EmailAddress,
@@ -766,3 +768,34 @@ def test_normal_mail_is_not_auto_generated():
 )
 def test_auto_generated_rules(headers, reason):
     assert guard(b"Subject: x", *headers) == reason
+
+
+# ---------------------------------------------------------------------------
+# Property: arbitrary bytes never raise, and the strings are storable
+# ---------------------------------------------------------------------------
+
+FRAGMENTS = [
+    b"\r\n", b"\n", b"\r\n\r\n", b"Content-Type: multipart/mixed; boundary=b\r\n", b"--b\r\n", b"--b--",
+    b"Content-Type: text/html; charset=x\r\n", b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n", b"Content-Disposition: attachment; filename*=",
+    b"Subject: =?utf-8?b?", b"?=", b"From: \"a\" <", b">", b"=C3", b"\xc3", b"\x00", b"<p>", b"cid:",
+    b"Content-Type: message/rfc822\r\n", b"Date: ", b"Message-ID: <",
+]  # fmt: skip
+
+
+@settings(max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=20)), max_size=40))
+def test_never_raises_on_arbitrary_input(pieces):
+    raw = b"".join(pieces)
+    email = parse_message(raw)
+    strings = [email.subject, email.text, email.html, email.from_raw]
+    strings += [value for values in email.headers.values() for value in values]
+    strings += [a.filename for a in email.attachments]
+    for value in strings:
+        assert "\x00" not in value
+        value.encode("utf-8")  # no lone surrogates
+    for attachment in email.attachments:
+        assert attachment.filename and not attachment.filename.startswith(".")
+        assert "/" not in attachment.filename and "\\" not in attachment.filename
+    assert email.size == len(raw)
+    is_auto_generated(email)
