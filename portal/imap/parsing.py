@@ -583,6 +583,7 @@ def safe_filename(name: str | None, fallback: str = "attachment") -> str:
 def _sanitize_name(name: str) -> str:
     # Cf includes bidi overrides ("invoice\u202efdp.exe" shows as "...exe.pdf").
     name = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    name = unicodedata.normalize("NFC", name)  # macOS sends decomposed umlauts
     name = _PATH_SEPARATORS.split(name)[-1]
     name = _FILENAME_INVALID.sub("_", name)
     name = _DOTS.sub(".", " ".join(name.split()))
@@ -1039,7 +1040,7 @@ def _join_texts(texts: list[str]) -> str:
 # Loop guard
 # --------------------------------------------------------------------------
 
-_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list"})
+_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 _DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
 
 

@@ -574,6 +574,7 @@ def test_sanitize_html(dirty, clean):
         ('what?<>:"|*.txt', "what_______.txt"),
         ("  spaced   name .pdf  ", "spaced name .pdf"),
         ("Grüße.pdf", "Grüße.pdf"),
+        ("Gru\u0308\u00dfe.pdf", "Grüße.pdf"),  # NFD from macOS
         ("dir/", "attachment"),
     ],
 )
@@ -758,6 +759,7 @@ def test_normal_mail_is_not_auto_generated():
         ((b"Precedence: bulk",), "Precedence: bulk"),
         ((b"Precedence: JUNK",), "Precedence: JUNK"),
         ((b"Precedence: list",), "Precedence: list"),
+        ((b"Precedence: auto_reply",), "Precedence: auto_reply"),
         ((b"X-Autoreply: yes",), "X-Autoreply: yes"),
         ((b"X-Autorespond: Out of office",), "X-Autorespond: Out of office"),
         ((b"Return-Path: <>",), "Return-Path: <>"),
