@@ -103,6 +103,7 @@ class Mail:
     raw: bytes
     message_id: str
     expected: str  # outcome the importer should record: imported, threaded, skipped_auto_reply
+    attachments: int = 0  # attachment parts (files) in the message
 
 
 @dataclass
@@ -208,8 +209,8 @@ class CorpusBuilder:
             subject = rng.choice(LEGACY_SUBJECTS[charset])
         message_id = self._message_id(address.split("@")[1])
         self.threads.append(_Thread(message_id, [], subject, charset, (name, address)))
-        raw = self._message(name, address, subject, message_id, charset, headers=[])
-        return Mail(raw, message_id, "imported")
+        raw, attachments = self._message(name, address, subject, message_id, charset, headers=[])
+        return Mail(raw, message_id, "imported", attachments)
 
     def _reply(self) -> Mail:
         rng = self.rng
@@ -222,8 +223,9 @@ class CorpusBuilder:
                    "References: " + "\r\n ".join(f"<{r}>" for r in references)]
         self.threads.append(_Thread(message_id, references, parent.subject, parent.charset, parent.sender))
         quote = f"\n\nOn {self._date()}, {name} wrote:\n> " + "\n> ".join(ENGLISH[:3])
-        raw = self._message(name, address, subject, message_id, parent.charset, headers=headers, quote=quote)
-        return Mail(raw, message_id, "threaded")
+        raw, attachments = self._message(name, address, subject, message_id, parent.charset,
+                                         headers=headers, quote=quote)
+        return Mail(raw, message_id, "threaded", attachments)
 
     def _auto(self) -> Mail:
         rng = self.rng
@@ -245,7 +247,7 @@ class CorpusBuilder:
 
     def _bounce(self, domain: str, message_id: str) -> bytes:
         boundary = f"bounce{self.serial}"
-        head = self._head("Mail Delivery Subsystem", f"MAILER-DAEMON@mx.{domain}",
+        head = self._head("Mail Delivery Subsystem", f"MAILER-DAEMON@{domain}",
                           "Undelivered Mail Returned to Sender", message_id, [],
                           return_path="<>",
                           content_type=f'multipart/report; report-type=delivery-status; boundary="{boundary}"')
@@ -338,8 +340,10 @@ class CorpusBuilder:
             payload = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + rng.randbytes(size) + b"IEND\xaeB`\x82"
         return attachment_part(name, ctype, payload)
 
-    def _message(self, name, address, subject, message_id, charset, *, headers, quote="") -> bytes:
+    def _message(self, name, address, subject, message_id, charset, *, headers, quote="") -> tuple[bytes, int]:
+        """(raw message, number of attachments)."""
         rng = self.rng
+        attachments = 0
         text = self._text(charset, quote)
         if charset == "utf-8" and rng.random() < HTML_SHARE:
             body, ctype = multipart("alternative", f"=_alt{self.serial}", [self._text_part(text, charset), self._html_part(self._html(text))])
@@ -347,12 +351,13 @@ class CorpusBuilder:
             body, ctype = self._text_part(text, charset), None
         if rng.random() < ATTACHMENT_SHARE:
             parts = [body if ctype is None else f"Content-Type: {ctype}\r\n\r\n".encode() + body]
-            parts += [self._attachment() for _ in range(rng.choice((1, 1, 1, 2, 3)))]
+            attachments = rng.choice((1, 1, 1, 2, 3))
+            parts += [self._attachment() for _ in range(attachments)]
             body, ctype = multipart("mixed", f"=_mix{self.serial}", parts)
         head = self._head(name, address, subject, message_id, headers, subject_charset=charset)
         if ctype is None:  # single part: its own headers join the message's
-            return head + body
-        return head + f"Content-Type: {ctype}\r\n\r\n".encode() + body
+            return head + body, attachments
+        return head + f"Content-Type: {ctype}\r\n\r\n".encode() + body, attachments
 
     def big_mail(self, target_size: int) -> Mail:
         """A new ticket with one big PDF attachment (base64); the whole message is at most
@@ -374,7 +379,7 @@ class CorpusBuilder:
         while b64_encoded_size(payload_size) + overhead > target_size:
             payload_size -= 1
         self.threads.append(_Thread(message_id, [], "Scan of the signed contract (large)", "utf-8", (name, address)))
-        return Mail(build(payload_size), message_id, "imported")
+        return Mail(build(payload_size), message_id, "imported", attachments=1)
 
 
 def attachment_part(filename: str, content_type: str, payload: bytes) -> bytes:

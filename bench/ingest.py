@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -143,7 +144,16 @@ class BenchEnvironment:
         app = create_app()
         with app.app_context():
             flask_migrate.upgrade()
+        self.stack.callback(self._close_database, app)
         return app
+
+    @staticmethod
+    def _close_database(app) -> None:
+        from portal.extensions import db
+
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
     def mailbox(self, name: str, raws: list[bytes], **options) -> tuple[int, MailUser, list[int]]:
         """A Dovecot user holding ``raws`` (in this UID order) and a portal mailbox for it:
@@ -166,19 +176,26 @@ class BenchEnvironment:
         return account_id, user, uids
 
 
-def stop_process(proc: subprocess.Popen, group: bool = False) -> None:
-    """SIGTERM (to its process group when ``group``), then SIGKILL after 10 s."""
-    if proc.poll() is not None:
-        return
-    send = (lambda sig: os.killpg(proc.pid, sig)) if group else proc.send_signal
-    with contextlib.suppress(ProcessLookupError):
-        send(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            send(signal.SIGKILL)
-        proc.wait()
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and all its descendants. Process groups are not enough: RQ puts
+    each work horse into a group of its own. Everything is stopped first, so nothing
+    forks anew while the tree is being killed."""
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    proc.wait()
 
 
 # -------------------------------------------------------------------- ceiling
@@ -234,12 +251,29 @@ def _ceiling_pass(user: MailUser, uids: list[int]) -> tuple[float, float]:
 
 
 # ------------------------------------------------------------- the real job
-class RssMonitor:
-    """Samples VmHWM (peak RSS) of a process and all its descendants from /proc."""
+# The worker runs under this small launcher, which reports the kernel's rusage of the worker
+# (ru_maxrss: the max RSS of the worker and of every child it reaped, i.e. its work horses).
+# Spawned straight from the benchmark, the worker's ru_maxrss would also count the RSS of
+# the process it was forked from (this one, holding the corpus): Linux keeps the pre-exec
+# high-water mark. The launcher is small, so its share is far below the worker's own.
+LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump({"maxrss": usage.ru_maxrss * 1024, "cpu": usage.ru_utime + usage.ru_stime}, fh)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
-        self.pid, self.interval = pid, interval
-        self.peaks: dict[int, int] = {}  # pid -> VmHWM in bytes (the last value read)
+
+class RssMonitor:
+    """Samples VmHWM (a process's peak RSS so far) of every descendant of ``root`` from /proc:
+    the worker, its work horse and the RQ scheduler process. A sample can miss growth in a
+    process's last ``interval`` before it exits; the launcher's rusage cannot."""
+
+    def __init__(self, root: int, interval: float = 0.02) -> None:
+        self.root, self.interval = root, interval
+        self.peaks: dict[int, int] = {}  # pid -> VmHWM in bytes, in order of appearance
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-monitor", daemon=True)
 
@@ -253,31 +287,24 @@ class RssMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for pid in self._tree(self.pid):
+            for pid in _descendants(self.root):
                 hwm = _vm_hwm(pid)
                 if hwm:
                     self.peaks[pid] = max(hwm, self.peaks.get(pid, 0))
             self._stop.wait(self.interval)
 
-    @staticmethod
-    def _tree(root: int) -> list[int]:
-        found, frontier = [], [root]
-        while frontier:
-            pid = frontier.pop()
-            found.append(pid)
-            with contextlib.suppress(OSError):
-                for task in os.listdir(f"/proc/{pid}/task"):
-                    with open(f"/proc/{pid}/task/{task}/children") as fh:
-                        frontier.extend(int(c) for c in fh.read().split())
-        return found
 
-    @property
-    def worker_peak(self) -> int:
-        return self.peaks.get(self.pid, 0)
-
-    @property
-    def children_peaks(self) -> list[int]:
-        return sorted((v for pid, v in self.peaks.items() if pid != self.pid), reverse=True)
+def _descendants(root: int) -> list[int]:
+    found, frontier = [], [root]
+    while frontier:
+        pid = frontier.pop()
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    children = [int(c) for c in fh.read().split()]
+                found += children
+                frontier += children
+    return found
 
 
 def _vm_hwm(pid: int) -> int:
@@ -296,19 +323,20 @@ class JobResult:
     status: str
     error: str | None
     counts: dict
-    job_seconds: float
-    wall_seconds: float
-    worker_exit: int
-    peak_rss: int  # bytes: max over the worker and its descendants (kernel ru_maxrss)
-    worker_rss: int  # sampled VmHWM of the worker process itself
-    children_rss: list[int] = field(default_factory=list)  # sampled VmHWM of forked children
-    tickets: int = 0
-    attachments: int = 0
+    job_seconds: float  # SyncRun.finished_at - started_at
+    tickets: int
+    attachments: int
+    wall_seconds: float = 0.0  # worker start to exit
+    worker_exit: int = 0
+    cpu_seconds: float = 0.0  # user + system CPU of the worker and its work horse (start-up included)
+    peak_rss: int = 0  # bytes: the larger of the launcher's ru_maxrss and the sampled VmHWMs
+    sampled_rss: list[int] = field(default_factory=list)  # VmHWM per process: worker first, then children
     log_path: Path | None = None
 
 
-def run_sync_job(env: BenchEnvironment, account_id: int) -> JobResult:
-    """Queue one sync with enqueue_sync() and run it with `worker.py --burst`."""
+def run_sync_job(env: BenchEnvironment, account_id: int, py_spy_output: str | None = None) -> JobResult:
+    """Queue one sync with enqueue_sync() and run it with `worker.py --burst` (under
+    `py-spy record` when ``py_spy_output`` is given)."""
     from portal.extensions import db
     from portal.imap.models import ImapAccount
     from portal.imap.tasks import enqueue_sync
@@ -316,23 +344,39 @@ def run_sync_job(env: BenchEnvironment, account_id: int) -> JobResult:
     with env.app.app_context():
         run_id = enqueue_sync(db.session.get(ImapAccount, account_id)).id
         db.session.remove()
-    log_path = env.tmp / "worker.log"
+    log_path, usage_path = env.tmp / "worker.log", env.tmp / "worker-usage.json"
+    command = [sys.executable, str(ROOT / "worker.py"), "--burst"]
+    if py_spy_output:
+        command = py_spy_command(py_spy_output) + command
+    command = [sys.executable, "-c", LAUNCHER, str(usage_path), *command]
     started = time.perf_counter()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py"), "--burst"], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         with RssMonitor(proc.pid) as monitor:
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+            proc.wait()
     finally:
-        stop_process(proc, group=True)
+        if proc.poll() is None:  # interrupted
+            kill_tree(proc)
     wall = time.perf_counter() - started
-    peak = max([usage.ru_maxrss * 1024, *monitor.peaks.values()])
-    result = _job_outcome(env, account_id, run_id)
-    result.update(wall_seconds=wall, worker_exit=proc.returncode, peak_rss=peak,
-                  worker_rss=monitor.worker_peak, children_rss=monitor.children_peaks, log_path=log_path)
-    return JobResult(**result)
+    usage = json.loads(usage_path.read_text()) if usage_path.exists() else {"maxrss": 0, "cpu": 0.0}
+    job = JobResult(**_job_outcome(env, account_id, run_id))
+    job.wall_seconds, job.worker_exit, job.log_path = wall, proc.returncode, log_path
+    job.cpu_seconds = usage["cpu"]
+    job.sampled_rss = list(monitor.peaks.values())
+    job.peak_rss = max([usage["maxrss"], *job.sampled_rss])
+    return job
+
+
+def py_spy_command(output: str) -> list[str]:
+    """`py-spy record` of the worker and its work horse; format from the file name
+    (.svg flame graph, .json speedscope, anything else raw folded stacks)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not os.access(binary, os.X_OK):
+        raise SystemExit("--py-spy needs py-spy: .venv/bin/pip install py-spy")
+    kind = {".svg": "flamegraph", ".json": "speedscope"}.get(Path(output).suffix, "raw")
+    return [binary, "record", "--subprocesses", "--rate", "250", "--format", kind,
+            "--output", str(Path(output).resolve()), "--"]
 
 
 def _job_outcome(env: BenchEnvironment, account_id: int, run_id: int) -> dict:
@@ -367,14 +411,15 @@ def print_job(job: JobResult, mails: list[corpus.Mail]) -> list[str]:
         expected[mail.expected] = expected.get(mail.expected, 0) + 1
     counts = job.counts
     skipped = {k: v for k, v in counts.items() if k.startswith("skipped")}
-    print(f"  SyncRun: status {job.status}, job {job.job_seconds:.2f} s "
-          f"(worker process total {job.wall_seconds:.2f} s incl. start-up), worker exit code {job.worker_exit}")
+    print(f"  SyncRun: status {job.status}, job {job.job_seconds:.2f} s; worker process {job.wall_seconds:.2f} s "
+          f"from start to exit, {job.cpu_seconds:.2f} s CPU (user+sys, worker + work horse); exit code {job.worker_exit}")
     print(f"  imported {counts.get('imported', 0)}, threaded {counts.get('threaded', 0)}, "
           f"skipped {sum(skipped.values())} {skipped or ''}, other "
           f"{ {k: v for k, v in counts.items() if k not in ('imported', 'threaded') and k not in skipped} or '-'}")
     print(f"  expected from the corpus: {expected}")
+    delivered_files = sum(m.attachments for m in mails if m.expected in ("imported", "threaded"))
     print(f"  tickets in the database: {job.tickets} (imported: {counts.get('imported', 0)}); "
-          f"attachments stored: {job.attachments}")
+          f"attachments stored: {job.attachments} (the delivered mails carry {delivered_files})")
     problems = []
     if job.status != "succeeded":
         problems.append(f"sync run status is {job.status!r}: {job.error}")
@@ -382,6 +427,8 @@ def print_job(job: JobResult, mails: list[corpus.Mail]) -> list[str]:
         problems.append(f"worker exited with {job.worker_exit} (log: {job.log_path})")
     if job.tickets != counts.get("imported", 0):
         problems.append(f"tickets ({job.tickets}) != imported ({counts.get('imported', 0)})")
+    if job.attachments != delivered_files:
+        problems.append(f"attachments stored ({job.attachments}) != attachments in delivered mails ({delivered_files})")
     for outcome, n in expected.items():
         if counts.get(outcome, 0) != n:
             problems.append(f"{outcome}: {counts.get(outcome, 0)}, expected {n}")
@@ -434,6 +481,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
                         help=f"Redis DB to use and FLUSH at start and end (default $BENCH_REDIS_URL or {DEFAULT_REDIS_URL}; "
                              "a private redis-server is started when none answers)")
+    parser.add_argument("--py-spy", metavar="FILE",
+                        help="profile the worker with `py-spy record` into FILE (.svg, .json or raw folded "
+                             "stacks); slows the job down, so its numbers are not comparable")
     return parser.parse_args(argv)
 
 
@@ -463,11 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         account_id, _, _ = env.mailbox("ingest", raws, process_unread_only=True, mark_as_read=True)
         del raws
         print("\nProject (enqueue_sync + worker.py --burst):")
-        job = run_sync_job(env, account_id)
+        job = run_sync_job(env, account_id, args.py_spy)
         problems = print_job(job, mails)
-        print(f"  peak RSS {job.peak_rss / MB:.0f} MB (kernel ru_maxrss of the worker tree); sampled VmHWM: "
-              f"worker {job.worker_rss / MB:.0f} MB, forked children "
-              f"{', '.join(f'{v / MB:.0f} MB' for v in job.children_rss) or '-'}")
+        print(f"  worker peak RSS {job.peak_rss / MB:.0f} MB (max over the worker and its work horse); "
+              f"sampled VmHWM per process, worker first: {', '.join(f'{v / MB:.0f} MB' for v in job.sampled_rss)}")
         del mails
 
         empty = None

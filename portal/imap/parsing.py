@@ -332,12 +332,13 @@ def _message_ids(value: str) -> list[str]:
 
 # One address of a simple list: `addr`, `Name <addr>` or `"Name" <addr>`.
 # Anything else (comments, groups, odd quoting) goes to email.utils.getaddresses.
+# Possessive quantifiers (*+) keep long whitespace runs from backtracking.
 _SIMPLE_ADDRESS = re.compile(
-    r"""[\s,]*(?:
-        (?:"(?P<quoted>(?:[^"\\]|\\.)*)"|(?P<name>[^",<>()\\:;@\[\]]*?))
-        \s*<(?P<angle>[^<>",()\\:;\s]*)>
-      | (?P<bare>[^\s",<>()\\:;@\[\]]+@[^\s",<>()\\:;@\[\]]+)
-    )\s*(?:,|\Z)""",
+    r"""[\s,]*+(?:
+        (?:"(?P<quoted>(?:[^"\\]|\\.)*+)"\s*+|(?P<name>[^",<>()\\:;@\[\]]*+))
+        <(?P<angle>[^<>",()\\:;\s]*+)>
+      | (?P<bare>[^\s",<>()\\:;@\[\]]++@[^\s",<>()\\:;@\[\]]++)
+    )\s*+(?:,|\Z)""",
     re.X,
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
@@ -387,8 +388,7 @@ def _parse_addresses(values: list[str], defects: list[str]) -> list[EmailAddress
         pairs = _address_pairs(value, defects)
         if any("=?" in address for _, address in pairs):
             # "name <addr>" inside one encoded word: decode first, then parse
-            decoded = decode_header_value(value, defects)
-            pairs = [(n, a) for n, a in _address_pairs(decoded, defects)]
+            pairs = _address_pairs(decode_header_value(value, defects), defects)
         for name, address in pairs:
             name, address = decode_header_value(name, defects), _clean_str(address.strip())
             if name or address:
@@ -465,7 +465,7 @@ _CLEANER = nh3.Cleaner(
 
 # nh3 output is normalised (lower-case tag and attribute names, values in
 # double quotes with '"' escaped), so dropping one attribute by regex is safe.
-_IMG_BAD_SRC = re.compile(r'(<img\b[^>]*?)\s+src="(?!\s*(?i:https?|cid):)[^"]*"')
+_IMG_BAD_SRC = re.compile(r'(<img\b(?:[^>"]|"[^"]*")*?)\s+src="(?!\s*(?i:https?|cid):)[^"]*"')
 
 
 def sanitize_html(html: str) -> str:
@@ -483,11 +483,14 @@ def sanitize_html(html: str) -> str:
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _HTML_DROP_TAGS = ("<script", "<style", "<head", "<title", "<template", "<noscript", "<xml")
-# [^<>]* rather than [^>]*: keeps hostile input ("<a<a<a...") linear.
+# [^<>] rather than [^>]: keeps hostile input ("<a<a<a...") linear.  Quoted
+# attribute values may hold '<' and '>' (nh3 does not escape them there).
 _HTML_DROP = re.compile(
     r"<(script|style|head|title|template|noscript|xml)\b[^<>]*>.*?(?:</\1\s*>|\Z)", re.I | re.S
 )
-_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9]*)[^<>]*>|<[!?][^<>]*>")
+_HTML_TAG = re.compile(
+    r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)(?:[^<>"']|"[^"]*"|'[^']*')*>|<[!?][^<>]*>"""
+)
 # \x02 marks a paragraph break and \x01 a line break; runs of marks are
 # merged so nested blocks (</li></ul></div>) do not pile up blank lines.
 _TAG_BREAKS = {
@@ -541,18 +544,11 @@ def _text_from_clean_html(html: str) -> str:
     return text.strip()
 
 
-_CID_REF = re.compile(r"""[^\s"'<>)]{1,500}""")
+_CID_REF = re.compile(r"""(?i:cid):([^\s"'<>)]{1,500})""")
 
 
 def _cid_references(html: str) -> set[str]:
-    lowered = html.lower()
-    refs, pos = set(), lowered.find("cid:")
-    while pos >= 0:
-        match = _CID_REF.match(html, pos + 4)
-        if match:
-            refs.add(unquote(match.group()).strip("<>"))
-        pos = lowered.find("cid:", match.end() if match else pos + 4)
-    return refs
+    return {unquote(ref).strip("<>") for ref in _CID_REF.findall(html)}
 
 
 # --------------------------------------------------------------------------
@@ -614,6 +610,7 @@ def _extension_for(content_type: str) -> str:
 # --------------------------------------------------------------------------
 # MIME entities
 # --------------------------------------------------------------------------
+
 
 class _Entity:
     """A message or body part: headers plus still-encoded body bytes."""
@@ -684,8 +681,6 @@ _HEADER_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)\n?")
 
 def _split_head(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], bytes]:
     """Header (lower-case name, raw value) pairs and the body bytes."""
-    if data.startswith(b"From "):  # mbox envelope line
-        data = data[data.find(b"\n") + 1 :] if b"\n" in data else b""
     head_end, body_start = _find_head_end(data)
     headers: list[tuple[str, str]] = []
     match_field = _HEADER_FIELD.match
@@ -861,6 +856,8 @@ def _walk(entity: _Entity, acc: _Parts, defects: list[str], depth: int = 0) -> N
 
 
 def _walk_multipart(entity: _Entity, acc: _Parts, defects: list[str], depth: int) -> None:
+    if not entity.body.strip():
+        return
     boundary = entity.params.get("boundary")
     parts = _split_multipart(entity.body, boundary, defects) if boundary else None
     if parts is None:
@@ -956,6 +953,7 @@ _ADDRESS_HEADERS = {
     "reply-to": "reply_to",
     "sender": "sender",
 }
+_MBOX_FROM = re.compile(rb"From \S{1,300} [^\n]{0,100}\d\d:\d\d[^\n]{0,100}\n")
 
 
 def parse_message(raw: bytes) -> InboundEmail:
@@ -969,6 +967,8 @@ def parse_message(raw: bytes) -> InboundEmail:
     data = raw
     if b"\n" not in raw and b"\r" in raw:  # old Mac line endings
         data = raw.replace(b"\r", b"\n")
+    if _MBOX_FROM.match(data):  # envelope line of an mbox export
+        data = data[data.find(b"\n") + 1 :]
     acc = _Parts()
     headers: list[tuple[str, str]] = []
     try:  # last line of defence: keep whatever was read before an error
@@ -1002,7 +1002,7 @@ def _build(
     html_raw = "\n".join(acc.htmls)
     html = sanitize_html(html_raw)
     text = _join_texts(acc.texts)
-    if not text.strip() and html:
+    if (not text or text.isspace()) and html:
         text = _text_from_clean_html(html)
     if any(a.content_id for a in acc.attachments):
         referenced = _cid_references(html_raw)

@@ -112,6 +112,9 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
         log.warning("imap_sync:%s: mailbox no longer exists; nothing to do", account_id)
         return {"status": "skipped", "error": "Mailbox no longer exists"}
     run = _start_run(account_id, trigger, run_id)
+    if trigger == "scheduled" and not account.active:
+        _finish(run, None, "skipped", "Mailbox is paused")
+        return sync_run_json(run)
 
     if maintenance.restart_pending():
         _defer(account_id, trigger, run)

@@ -148,3 +148,14 @@ def test_server_killed_mid_sync_then_next_run_completes_without_loss_or_duplicat
     flags = box.flags()
     assert all("\\Seen" in flags[uid] for uid in uids)
     assert sync(mailbox)["counts"] == {}
+
+
+def test_scheduled_run_of_a_paused_mailbox_is_skipped_but_manual_runs(app_ctx, imap_account):
+    from portal.imap.tasks import sync_mailbox
+
+    mailbox = create_mailbox(imap_account, active=False)
+    imap_account.append(make_email(subject="While paused"))
+    scheduled = sync_mailbox(mailbox.id, trigger="scheduled", raise_errors=False)
+    assert scheduled["status"] == "skipped" and scheduled["error"] == "Mailbox is paused"
+    assert ticket_count() == 0
+    assert sync(mailbox)["counts"] == {"imported": 1}

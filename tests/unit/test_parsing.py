@@ -156,6 +156,8 @@ def test_html_charset_from_meta_when_mime_has_none():
         (b"=?UTF-8?Q?Gr=C3=BC=C3=9Fe_aus_K=C3=B6ln?=", "Grüße aus Köln"),
         (b"=?iso-8859-1?q?Gr=FC=DFe?= aus =?ISO-8859-1?Q?K=F6ln?=", "Grüße aus Köln"),
         (b"=?iso-8859-1?b?R3L83w==?=", "Grüß"),
+        (b"=?ISO-2022-JP?B?GyRCRnxLXDhsGyhC?=", "日本語"),
+        (b"=?koi8-r?B?8NLJ18XU?= =?windows-1252?Q?=80?=", "Привет€"),
         # whitespace between adjacent encoded words is dropped, folding collapsed
         (b"Re: =?utf-8?q?Drucker?=\r\n =?utf-8?q?_geht_nicht?=\r\n\t(dringend)", "Re: Drucker geht nicht (dringend)"),
         (b"Long subject\r\n  folded over\r\n\tthree lines", "Long subject folded over three lines"),
@@ -509,6 +511,7 @@ def test_html_only_mail_gets_derived_text():
 def test_html_to_text_collapses_source_whitespace_and_drops_comments():
     html = "<div>\n  some\n   wrapped   text <!-- hidden -->\n</div>\n<p>next</p><SCRIPT>x()</SCRIPT>"
     assert html_to_text(html) == "some wrapped text\n\nnext"
+    assert html_to_text('<img alt="a<b>c" src="x">text<p title=\'>\'>more</p>') == "text\n\nmore"
     assert html_to_text("") == ""
 
 
@@ -710,6 +713,8 @@ def test_bare_cr_line_endings_and_mbox_from_line():
     assert parse_message(b"Subject: x\rFrom: a@b.c\r\rbody\rline2\r").text == "body\nline2\n"
     email = parse_message(b"From someone@example.com Mon Mar  3 10:00:00 2025\nSubject: mbox\n\nbody\n")
     assert (email.subject, email.text) == ("mbox", "body\n")
+    email = parse_message(b"From the team: hello\n\nmore")  # no headers, not an mbox line
+    assert email.text == "From the team: hello\n\nmore"
 
 
 @pytest.mark.parametrize(
