@@ -10,16 +10,20 @@ median counts:
 * unread only, mark_as_read on: every message is \\Seen, so `UID SEARCH UNSEEN` is empty;
 * all mail (process_unread_only off): `UID SEARCH UID <last seen + 1>:*`;
 * (info) unread only with mark_as_read off and all messages unseen again: the search
-  returns every UID and the recorded ones are subtracted in the database.
+  returns every UID and the recorded ones are subtracted in the database;
+* (info) the IMAP floor: plain imaplib connect, LOGIN, SELECT, UID SEARCH UNSEEN, LOGOUT
+  against the same mailbox, which is what the server costs whatever the project does.
 
 Run by bench/ingest.py; by itself: .venv/bin/python bench/empty_sync.py [--count 10000]
 """
 from __future__ import annotations
 
 import argparse
+import imaplib
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import corpus
@@ -64,34 +68,52 @@ def measure(app, make_mailbox, count: int, runs: int) -> EmptySyncResult:
 
     account_id, user, uids = make_mailbox("empty-sync", corpus.small_corpus(count),
                                           process_unread_only=True, mark_as_read=True)
-    problems = []
+    problems: list[str] = []
     with app.app_context():
         account = db.session.get(ImapAccount, account_id)
         started = time.perf_counter()
-        first = sync_account(account)
+        first = sync_account(account)  # imports everything and sets \Seen
         first_seconds = time.perf_counter() - started
         print(f"  first sync imported {first.counts.get('imported', 0):,} in {first_seconds:.1f} s "
               f"({count / first_seconds:,.0f} msgs/s inline, small mails)")
         if first.counts.get("imported", 0) != count:
             problems.append(f"empty-sync mailbox: first sync recorded {dict(first.counts)}, expected {count} imported")
-        results = []
-        for mode in modes():
-            if mode.unseen:
-                user.store_flags(uids, ["\\Seen"], add=False)
-            for name, value in mode.options.items():
-                setattr(account, name, value)
-            db.session.commit()
-            for _ in range(runs):
-                started = time.perf_counter()
-                result = sync_account(account)
-                mode.timings_ms.append((time.perf_counter() - started) * 1000)
-                if result.counts:
-                    problems.append(f"no-new-mail sync ({mode.label}) found something: {dict(result.counts)}")
-            print(f"  {mode.label}: median {mode.median_ms:.1f} ms "
-                  f"(runs: {', '.join(f'{t:.1f}' for t in mode.timings_ms)} ms)")
-            results.append(mode)
+        floor = Mode("imaplib floor: login, SELECT, SEARCH, logout", {}, has_target=False)
+        floor.timings_ms = [imap_floor_ms(user) for _ in range(runs)]
+        results = [_time_mode(account, mode, runs, user, uids, problems) for mode in modes()] + [floor]
         db.session.remove()
+    print(f"  {floor.label}: median {floor.median_ms:.1f} ms")
     return EmptySyncResult(count, first_seconds, results, problems)
+
+
+def _time_mode(account, mode: Mode, runs: int, user, uids: list[int], problems: list[str]) -> Mode:
+    from portal.extensions import db
+    from portal.imap.importer import sync_account
+
+    if mode.unseen:
+        user.store_flags(uids, ["\\Seen"], add=False)
+    for name, value in mode.options.items():
+        setattr(account, name, value)
+    db.session.commit()
+    for _ in range(runs):
+        started = time.perf_counter()
+        result = sync_account(account)
+        mode.timings_ms.append((time.perf_counter() - started) * 1000)
+        if result.counts:
+            problems.append(f"no-new-mail sync ({mode.label}) found something: {dict(result.counts)}")
+    print(f"  {mode.label}: median {mode.median_ms:.1f} ms (runs: {', '.join(f'{t:.1f}' for t in mode.timings_ms)} ms)")
+    return mode
+
+
+def imap_floor_ms(user) -> float:
+    """One connect, LOGIN, SELECT, UID SEARCH UNSEEN, LOGOUT with plain imaplib, in ms."""
+    started = time.perf_counter()
+    client = imaplib.IMAP4(user.host, user.port, timeout=30)
+    client.login(user.username, user.password)
+    client.select("INBOX")
+    client.uid("SEARCH", "UNSEEN")
+    client.logout()
+    return (time.perf_counter() - started) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -101,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--database-url", default=None)
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning, module="rq_scheduler")
     import ingest  # the shared set-up (Dovecot, Redis, database, app)
 
     with ingest.BenchEnvironment(args.redis_url or ingest.DEFAULT_REDIS_URL, args.database_url) as env:

@@ -214,8 +214,11 @@ class Ceiling:
         return self.count / self.total_seconds
 
 
-def measure_ceiling(user: MailUser, uids: list[int], runs: int) -> Ceiling:
-    """Best of ``runs`` passes of raw imaplib FETCH in chunks of 500 + parse_message."""
+def measure_ceiling(env: BenchEnvironment, raws: list[bytes], runs: int) -> Ceiling:
+    """Best of ``runs`` passes of raw imaplib FETCH in chunks of 500 + parse_message, over a
+    mailbox of its own holding ``raws``."""
+    user = MailUser(env.dovecot, *env.dovecot.new_user("ceiling"))
+    uids = user.fill_maildir(raws)
     passes = [_ceiling_pass(user, uids) for _ in range(runs)]
     return Ceiling(len(uids), min(f for f, _ in passes), min(f + p for f, p in passes))
 
@@ -268,8 +271,8 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 class RssMonitor:
     """Samples VmHWM (a process's peak RSS so far) of every descendant of ``root`` from /proc:
-    the worker, its work horse and the RQ scheduler process. A sample can miss growth in a
-    process's last ``interval`` before it exits; the launcher's rusage cannot."""
+    the worker and the work horse it forks. A sample can miss growth in a process's last
+    ``interval`` before it exits; the launcher's rusage cannot."""
 
     def __init__(self, root: int, interval: float = 0.02) -> None:
         self.root, self.interval = root, interval
@@ -404,22 +407,26 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "MISSED"
 
 
+def _outcomes(counts: dict) -> str:
+    return ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+
+
 def print_job(job: JobResult, mails: list[corpus.Mail]) -> list[str]:
     """Prints the job's outcome; returns the problems (wrong or failed import)."""
     expected: dict[str, int] = {}
     for mail in mails:
         expected[mail.expected] = expected.get(mail.expected, 0) + 1
     counts = job.counts
-    skipped = {k: v for k, v in counts.items() if k.startswith("skipped")}
+    skipped = sum(v for k, v in counts.items() if k.startswith("skipped"))
     print(f"  SyncRun: status {job.status}, job {job.job_seconds:.2f} s; worker process {job.wall_seconds:.2f} s "
           f"from start to exit, {job.cpu_seconds:.2f} s CPU (user+sys, worker + work horse); exit code {job.worker_exit}")
-    print(f"  imported {counts.get('imported', 0)}, threaded {counts.get('threaded', 0)}, "
-          f"skipped {sum(skipped.values())} {skipped or ''}, other "
-          f"{ {k: v for k, v in counts.items() if k not in ('imported', 'threaded') and k not in skipped} or '-'}")
-    print(f"  expected from the corpus: {expected}")
+    print(f"  imported {counts.get('imported', 0)}, threaded {counts.get('threaded', 0)}, skipped {skipped} "
+          f"(outcomes: {_outcomes(counts)}; the corpus expects {_outcomes(expected)})")
     delivered_files = sum(m.attachments for m in mails if m.expected in ("imported", "threaded"))
     print(f"  tickets in the database: {job.tickets} (imported: {counts.get('imported', 0)}); "
           f"attachments stored: {job.attachments} (the delivered mails carry {delivered_files})")
+    print(f"  worker peak RSS {job.peak_rss / MB:.0f} MB (max over the worker and its work horse); "
+          f"sampled VmHWM per process, worker first: {', '.join(f'{v / MB:.0f} MB' for v in job.sampled_rss)}")
     problems = []
     if job.status != "succeeded":
         problems.append(f"sync run status is {job.status!r}: {job.error}")
@@ -503,10 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     with BenchEnvironment(args.redis_url, args.database_url) as env:
         print(f"Dovecot on {env.dovecot.host}:{env.dovecot.port}, Redis {env.redis_url}, "
               f"database {env.database_url}")
-        ceiling_user = MailUser(env.dovecot, *env.dovecot.new_user("ceiling"))
-        ceiling_uids = ceiling_user.fill_maildir(raws)
         print(f"\nCeiling (imaplib, chunks of {CEILING_CHUNK}, best of {args.ceiling_runs}):")
-        ceiling = measure_ceiling(ceiling_user, ceiling_uids, args.ceiling_runs)
+        ceiling = measure_ceiling(env, raws, args.ceiling_runs)
         print(f"  fetch only {ceiling.fetch_seconds:.2f} s = {ceiling.fetch_rate:,.0f} msgs/s; "
               f"fetch + parse {ceiling.total_seconds:.2f} s = {ceiling.rate:,.0f} msgs/s")
 
@@ -515,8 +520,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\nProject (enqueue_sync + worker.py --burst):")
         job = run_sync_job(env, account_id, args.py_spy)
         problems = print_job(job, mails)
-        print(f"  worker peak RSS {job.peak_rss / MB:.0f} MB (max over the worker and its work horse); "
-              f"sampled VmHWM per process, worker first: {', '.join(f'{v / MB:.0f} MB' for v in job.sampled_rss)}")
         del mails
 
         empty = None

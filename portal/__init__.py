@@ -52,9 +52,10 @@ def _register_blueprints(app: Flask) -> None:
 
 
 # Email HTML is sanitised before it is stored; the CSP is the second wall: no scripts but
-# our own files, and no remote images (tracking pixels) in rendered mail.
+# our own files, and no remote images (tracking pixels) in rendered mail. Inline style
+# attributes stay allowed: the sanitiser keeps only a short list of CSS properties.
 PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 

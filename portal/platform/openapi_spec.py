@@ -584,6 +584,7 @@ def operation(
     params=(),
     body: str | None = None,
     body_required=True,
+    body_description: str | None = None,
     not_found=False,
     conflict=False,
     invalid=False,
@@ -609,6 +610,8 @@ def operation(
         op["parameters"] = list(params)
     if body:
         op["requestBody"] = {"required": body_required, "content": json_content(ref(body))}
+        if body_description:
+            op["requestBody"]["description"] = body_description
     op["responses"] = dict(sorted(all_responses.items()))
     return op
 
@@ -741,6 +744,8 @@ def imap_paths() -> dict:
                 "cloneMailbox", "Copy a mailbox (password and filter included; sync state starts fresh)", tag,
                 {"201": response("The copy, named '<name> (copy)' unless overridden", "Mailbox")},
                 body="MailboxUpdate", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
+                body_description="Optional settings to change in the copy (same rules as an update); "
+                "no body or {} copies as is",
             ),
         },
         f"{one}/sync": {
