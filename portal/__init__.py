@@ -6,9 +6,11 @@ from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from .config import load_config
 from .extensions import csrf, db, login_manager, migrate
+from .validation import MAX_ID
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -16,6 +18,7 @@ def create_app(config: dict | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(load_config(config, instance_path=app.instance_path))
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    app.url_map.converters["id"] = IdConverter
 
     db.init_app(app)
     migrate.init_app(
@@ -37,6 +40,15 @@ def create_app(config: dict | None = None) -> Flask:
 
     register_cli(app)
     return app
+
+
+class IdConverter(IntegerConverter):
+    """<id:...>: a row id. Numbers beyond the INTEGER column range become 0, an id no row has,
+    so the view answers its usual 404 instead of the database overflowing."""
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        return number if number <= MAX_ID else 0
 
 
 def _register_blueprints(app: Flask) -> None:

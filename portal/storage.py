@@ -12,13 +12,18 @@ def path_for(root: str, sha256: str) -> str:
     return os.path.join(root, sha256[:2], sha256[2:4], sha256)
 
 
+_known_dirs: set[str] = set()
+
+
 def store(root: str, content: bytes) -> str:
     digest = hashlib.sha256(content).hexdigest()
     target = path_for(root, digest)
     if os.path.exists(target):
         return digest
     directory = os.path.dirname(target)
-    os.makedirs(directory, exist_ok=True)
+    if directory not in _known_dirs:
+        os.makedirs(directory, exist_ok=True)
+        _known_dirs.add(directory)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as handle:

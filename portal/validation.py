@@ -1,6 +1,7 @@
 """Small, framework-free payload validation shared by the API and the forms."""
 import re
 
+MAX_ID = 2**31 - 1  # ids are INTEGER columns (PostgreSQL int4)
 EMAIL_RE = re.compile(r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$")
 DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
@@ -30,9 +31,13 @@ class Checker:
             self.errors["_"] = ["Expected a JSON object"]
             payload = {}
         self.payload = payload
-        for key in payload:
-            if key not in allowed:
+        for key, value in payload.items():
+            if not storable_text(key):
+                self.add("_", "Field names must be valid text")
+            elif key not in allowed:
                 self.add(key, "Unknown field")
+            elif not all(storable_text(text) for text in _strings(value)):
+                self.add(key, "Must not contain NUL characters or invalid Unicode")
 
     def add(self, field: str, message: str) -> None:
         self.errors.setdefault(field, []).append(message)
@@ -91,9 +96,43 @@ class Checker:
             return None
         return value
 
+    def identifier(self, field: str, *, nullable=False):
+        return self.integer(field, minimum=1, maximum=MAX_ID, nullable=nullable)
+
     def raise_if_errors(self):
         if self.errors:
             raise ValidationError(self.errors)
+
+
+def storable_text(text: str) -> bool:
+    """Text every database can store: no NUL, no lone surrogates (from JSON \\ud800 escapes)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def parse_id(value: str | None) -> int | None:
+    """A decimal id from a query string, or None when it is not one we could store."""
+    if value is None or not re.fullmatch(r"[0-9]{1,10}", value):
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_ID else None
 
 
 def normalize_domain(value) -> str | None:

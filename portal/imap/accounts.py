@@ -104,14 +104,19 @@ def update_account(account: ImapAccount, data: dict) -> ImapAccount:
     return _commit_and_schedule(account)
 
 
+MAX_NAME = 200
+
+
 def clone_name(name: str) -> str:
+    """'<name> (copy)', then '(copy 2)', ...; the name is shortened to keep within 200 characters."""
     taken = {n.lower() for n in db.session.scalars(select(ImapAccount.name))}
-    candidate = f"{name} (copy)"
-    number = 2
-    while candidate.lower() in taken:
-        candidate = f"{name} (copy {number})"
+    number = 1
+    while True:
+        suffix = " (copy)" if number == 1 else f" (copy {number})"
+        candidate = name[: MAX_NAME - len(suffix)] + suffix
+        if candidate.lower() not in taken:
+            return candidate
         number += 1
-    return candidate
 
 
 CLONED_FIELDS = (

@@ -5,13 +5,14 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth import require_super_admin_api
 from ..extensions import db
-from ..platform.api import json_body, paginated, pagination
+from ..platform.api import json_body, paginated, pagination, reject_unstorable_query_args
 from ..validation import Conflict, ValidationError
 from . import accounts, audit, schemas, tasks
 from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
 
 bp = Blueprint("imap_api", __name__, url_prefix="/api/imap")
 bp.before_request(require_super_admin_api)
+bp.before_request(reject_unstorable_query_args)
 
 
 @bp.errorhandler(ValidationError)
@@ -51,12 +52,12 @@ def create_account():
     return jsonify(accounts.one_account_json(account)), 201
 
 
-@bp.get("/accounts/<int:account_id>")
+@bp.get("/accounts/<id:account_id>")
 def get_account(account_id):
     return jsonify(accounts.one_account_json(account_or_404(account_id)))
 
 
-@bp.put("/accounts/<int:account_id>")
+@bp.put("/accounts/<id:account_id>")
 def update_account(account_id):
     account = account_or_404(account_id)
     data = schemas.validate_account(json_body(), partial=True)
@@ -64,13 +65,13 @@ def update_account(account_id):
     return jsonify(accounts.one_account_json(account))
 
 
-@bp.delete("/accounts/<int:account_id>")
+@bp.delete("/accounts/<id:account_id>")
 def delete_account(account_id):
     accounts.delete_account(account_or_404(account_id))
     return "", 204
 
 
-@bp.post("/accounts/<int:account_id>/clone")
+@bp.post("/accounts/<id:account_id>/clone")
 def clone_account(account_id):
     source = account_or_404(account_id)
     payload = request.get_json(silent=True) if request.get_data() else {}
@@ -81,7 +82,7 @@ def clone_account(account_id):
     return jsonify(accounts.one_account_json(copy)), 201
 
 
-@bp.post("/accounts/<int:account_id>/sync")
+@bp.post("/accounts/<id:account_id>/sync")
 def sync_account(account_id):
     account = account_or_404(account_id)
     run = tasks.enqueue_sync(account, trigger="manual")
@@ -96,7 +97,7 @@ def sync_account(account_id):
     )
 
 
-@bp.get("/accounts/<int:account_id>/sync-runs")
+@bp.get("/accounts/<id:account_id>/sync-runs")
 def list_sync_runs(account_id):
     account_or_404(account_id)
     page, per_page = pagination()
@@ -104,7 +105,7 @@ def list_sync_runs(account_id):
     return jsonify(paginated(query, page, per_page, audit.sync_run_json))
 
 
-@bp.get("/accounts/<int:account_id>/sync-runs/<int:run_id>")
+@bp.get("/accounts/<id:account_id>/sync-runs/<id:run_id>")
 def get_sync_run(account_id, run_id):
     run = db.session.get(SyncRun, run_id)
     if run is None or run.account_id != account_id:
@@ -112,7 +113,7 @@ def get_sync_run(account_id, run_id):
     return jsonify(audit.sync_run_json(run))
 
 
-@bp.get("/accounts/<int:account_id>/messages")
+@bp.get("/accounts/<id:account_id>/messages")
 def list_messages(account_id):
     account_or_404(account_id)
     page, per_page = pagination()
@@ -123,7 +124,7 @@ def list_messages(account_id):
     return jsonify(paginated(query, page, per_page, audit.processed_message_json))
 
 
-@bp.post("/accounts/<int:account_id>/messages/<int:message_id>/retry")
+@bp.post("/accounts/<id:account_id>/messages/<id:message_id>/retry")
 def retry_message(account_id, message_id):
     account = account_or_404(account_id)
     message = db.session.get(ProcessedMessage, message_id)

@@ -8,11 +8,13 @@ into a second ticket; a missing \\Seen is repaired on the next run).
 """
 import logging
 import re
+from contextlib import nullcontext
 from collections import Counter
 from dataclasses import dataclass, field
 
 from flask import current_app
 from sqlalchemy import or_, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import crypto, storage
 from ..extensions import db
@@ -48,6 +50,7 @@ class Outcome:
     outcome: str
     reason: str | None = None
     ticket_id: int | None = None
+    ticket: Ticket | None = None  # set instead of ticket_id when the ticket is not flushed yet
 
 
 def connection_settings(account: ImapAccount) -> ConnectionSettings:
@@ -166,7 +169,7 @@ def _existing_rows(account: ImapAccount, uids: list[int]) -> dict[int, Processed
     return {row.uid: row for row in rows}
 
 
-def _record(account, existing, uid, outcome: Outcome, *, email=None, size=None, result: SyncResult):
+def _record(account, existing, uid, outcome: Outcome, *, email=None, size=None, counts: Counter):
     row = existing.get(uid)
     if row is None:
         row = ProcessedMessage(account_id=account.id, uid_validity=account.uid_validity, uid=uid, attempts=0)
@@ -174,7 +177,10 @@ def _record(account, existing, uid, outcome: Outcome, *, email=None, size=None, 
         existing[uid] = row
     row.outcome = outcome.outcome
     row.reason = outcome.reason
-    row.ticket_id = outcome.ticket_id
+    if outcome.ticket is not None:
+        row.ticket = outcome.ticket
+    else:
+        row.ticket_id = outcome.ticket_id
     row.attempts = (row.attempts or 0) + 1
     row.rules_version = account.rules_version
     if size is not None:
@@ -184,7 +190,7 @@ def _record(account, existing, uid, outcome: Outcome, *, email=None, size=None, 
         row.dedupe_key = dedupe_key(email)
         row.subject = (email.subject or "")[:998]
         row.from_address = email.from_.address[:320] if email.from_ else None
-    result.counts[outcome.outcome] += 1
+    counts[outcome.outcome] += 1
     return row
 
 
@@ -192,14 +198,25 @@ def _record_too_large(account, infos, max_bytes, result):
     existing = _existing_rows(account, [i.uid for i in infos])
     for info in infos:
         reason = f"Message is {info.size} bytes; the limit (IMAP_MAX_MESSAGE_BYTES) is {max_bytes}"
-        _record(account, existing, info.uid, Outcome("skipped_too_large", reason), size=info.size, result=result)
+        _record(account, existing, info.uid, Outcome("skipped_too_large", reason), size=info.size, counts=result.counts)
     account.last_seen_uid = max([account.last_seen_uid or 0] + [i.uid for i in infos])
     db.session.commit()
 
 
-def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, result: SyncResult) -> list[int]:
-    """Process one batch in one transaction (a savepoint per message); returns UIDs to mark \\Seen."""
-    existing = _existing_rows(account, [m.uid for m in fetched])
+@dataclass
+class BatchState:
+    """Everything a batch looks up, loaded in a few IN queries before its messages are processed."""
+
+    existing: dict[int, ProcessedMessage]
+    delivered: dict[str, Ticket | int | None]  # dedupe key -> its ticket (object when made in this batch)
+    threads: dict[str, Ticket]  # stored Message-ID -> ticket
+    tickets: dict[int, Ticket]  # tickets named by [#id] in subjects
+    counts: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    to_mark: list[int] = field(default_factory=list)
+
+
+def _parse_all(account, fetched: list[FetchedMessage]):
     parsed = []
     for message in fetched:
         try:
@@ -207,33 +224,80 @@ def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, 
         except Exception as exc:  # the parser is defensive; this is the last line of defence
             log.exception("Mailbox %s: could not parse UID %s", account.id, message.uid)
             parsed.append((message, None, exc))
-    directory.prefetch(e.from_.address for _, e, _ in parsed if e is not None and e.from_)
-    delivered = _delivered_keys(account, [dedupe_key(e) for _, e, _ in parsed if e is not None])
-    threads = _thread_targets([e for _, e, _ in parsed if e is not None])
+        message.raw = b""  # the parsed form is all that is needed from here on
+    return parsed
 
-    to_mark = []
-    for message, email, parse_error in parsed:
-        try:
-            with db.session.begin_nested():
-                if parse_error is not None:
-                    raise parse_error
-                outcome = _process(account, message, email, directory, delivered, threads)
-                _record(account, existing, message.uid, outcome, email=email, size=message.size, result=result)
-        except Exception as exc:
-            log.exception("Mailbox %s: UID %s failed", account.id, message.uid)
-            reason = f"{exc.__class__.__name__}: {exc}"[:2000]
-            result.errors.append(f"UID {message.uid}: {reason}")
-            with db.session.begin_nested():
-                existing.pop(message.uid, None)
-                row_map = _existing_rows(account, [message.uid])
-                _record(account, row_map, message.uid, Outcome("failed", reason), email=email, size=message.size, result=result)
-            continue
-        if outcome.outcome in DELIVERED or outcome.outcome == "duplicate":
-            to_mark.append(message.uid)
+
+def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, result: SyncResult) -> list[int]:
+    """Process one batch and COMMIT once; returns the UIDs to mark \\Seen.
+
+    Fast path: every message is decided in Python and the batch is flushed in one go. If
+    the database refuses that flush, the batch is redone with a SAVEPOINT per message so
+    that only the message at fault is recorded as failed."""
+    parsed = _parse_all(account, fetched)
+    directory.prefetch(e.from_.address for _, e, _ in parsed if e is not None and e.from_)
+    try:
+        state = _apply(account, parsed, directory, savepoints=False)
+        _advance(account, fetched)
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()
+        log.warning("Mailbox %s: batch write failed; retrying it message by message", account.id, exc_info=True)
+        state = _apply(account, parsed, directory, savepoints=True)
+        _advance(account, fetched)
+        db.session.commit()
+    result.counts.update(state.counts)
+    result.errors.extend(state.errors)
+    return state.to_mark
+
+
+def _advance(account, fetched) -> None:
     if fetched:
         account.last_seen_uid = max([account.last_seen_uid or 0] + [m.uid for m in fetched])
-    db.session.commit()
-    return to_mark
+
+
+def _load_state(account, parsed) -> BatchState:
+    emails = [e for _, e, _ in parsed if e is not None]
+    threads, tickets = _thread_targets(emails)
+    return BatchState(
+        existing=_existing_rows(account, [m.uid for m, _, _ in parsed]),
+        delivered=_delivered_keys(account, [dedupe_key(e) for e in emails]),
+        threads=threads,
+        tickets=tickets,
+    )
+
+
+def _apply(account, parsed, directory: Directory, *, savepoints: bool) -> BatchState:
+    state = _load_state(account, parsed)
+    with db.session.no_autoflush:
+        for message, email, parse_error in parsed:
+            try:
+                with db.session.begin_nested() if savepoints else nullcontext():
+                    if parse_error is not None:
+                        raise parse_error
+                    outcome = _process(account, message, email, directory, state)
+                    _record(account, state.existing, message.uid, outcome, email=email, size=message.size, counts=state.counts)
+            except Exception as exc:
+                if not savepoints and isinstance(exc, SQLAlchemyError):
+                    raise
+                _record_failure(account, message, email, exc, state, savepoints)
+                continue
+            if outcome.outcome in DELIVERED:
+                _remember(state, dedupe_key(email), email, outcome.ticket)
+            if outcome.outcome in DELIVERED or outcome.outcome == "duplicate":
+                state.to_mark.append(message.uid)
+    return state
+
+
+def _record_failure(account, message, email, exc, state: BatchState, savepoints: bool) -> None:
+    log.error("Mailbox %s: UID %s failed: %s", account.id, message.uid, exc, exc_info=exc)
+    reason = f"{exc.__class__.__name__}: {exc}"[:2000]
+    state.errors.append(f"UID {message.uid}: {reason}")
+    with db.session.begin_nested() if savepoints else nullcontext():
+        if savepoints:  # the rolled-back savepoint expired whatever row we held
+            state.existing.pop(message.uid, None)
+            state.existing.update(_existing_rows(account, [message.uid]))
+        _record(account, state.existing, message.uid, Outcome("failed", reason), email=email, size=message.size, counts=state.counts)
 
 
 def _delivered_keys(account, keys: list[str]) -> dict[str, int | None]:
@@ -253,20 +317,30 @@ def _delivered_keys(account, keys: list[str]) -> dict[str, int | None]:
     return found
 
 
-def _thread_targets(emails: list[InboundEmail]) -> dict[str, int]:
-    """Stored Message-ID -> ticket id for every id that the batch's replies refer to."""
+def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, Ticket], dict[int, Ticket]]:
+    """The tickets this batch's replies can thread onto: by referenced Message-ID, and by
+    the [#id] tags in subjects."""
     refs = sorted({ref for e in emails for ref in (*e.in_reply_to, *e.references)})
-    targets = {}
+    ticket_of_ref = {}
     for start in range(0, len(refs), 500):
         chunk = refs[start:start + 500]
         for message_id, ticket_id in db.session.execute(
             select(TicketMessage.message_id, TicketMessage.ticket_id).where(TicketMessage.message_id.in_(chunk))
         ):
-            targets.setdefault(message_id, ticket_id)
-    return targets
+            ticket_of_ref.setdefault(message_id, ticket_id)
+    tagged = {int(m.group(1)) for e in emails if (m := TICKET_REF.search(e.subject or ""))}
+    wanted = sorted(set(ticket_of_ref.values()) | tagged)
+    loaded = {}
+    for start in range(0, len(wanted), 500):
+        for ticket in db.session.scalars(select(Ticket).where(Ticket.id.in_(wanted[start:start + 500]))):
+            loaded[ticket.id] = ticket
+    threads = {ref: loaded[tid] for ref, tid in ticket_of_ref.items() if tid in loaded}
+    return threads, {tid: loaded[tid] for tid in tagged if tid in loaded}
 
 
-def _process(account, message: FetchedMessage, email: InboundEmail, directory, delivered, threads) -> Outcome:
+def _process(account, message: FetchedMessage, email: InboundEmail, directory, state: BatchState) -> Outcome:
+    """Decide one message's fate. New objects are added to the session only at the very
+    end, so an exception part-way leaves nothing behind."""
     if account.filter_query:
         context = filters.build_context(
             email,
@@ -290,20 +364,26 @@ def _process(account, message: FetchedMessage, email: InboundEmail, directory, d
         return Outcome("skipped_unknown_sender", f"Sender {shown} is not a portal user or staff contact")
 
     key = dedupe_key(email)
-    if key in delivered:
+    if key in state.delivered:
         what = f"Message-ID <{email.message_id}>" if email.message_id else "identical content"
-        return Outcome("duplicate", f"Already imported from this mailbox ({what})", delivered[key])
+        earlier = state.delivered[key]
+        reason = f"Already imported from this mailbox ({what})"
+        if isinstance(earlier, Ticket):
+            return Outcome("duplicate", reason, ticket=earlier)
+        return Outcome("duplicate", reason, earlier)
 
-    ticket = _thread_ticket(email, threads)
+    ticket = _thread_ticket(email, state)
     if ticket is not None:
-        _add_message(ticket, email)
+        reply = _build_message(email)
+        if ticket.id is not None:
+            reply.ticket_id = ticket.id
+            db.session.add(reply)
+        else:
+            ticket.messages.append(reply)
         ticket.updated_at = utcnow()
         if ticket.status == "closed":
             ticket.status = "open"
-        delivered[key] = ticket.id
-        if email.message_id:
-            threads[email.message_id] = ticket.id
-        return Outcome("threaded", f"Reply added to ticket #{ticket.id}", ticket.id)
+        return Outcome("threaded", f"Reply added to ticket #{ticket.id}" if ticket.id else "Reply added to a ticket created in the same sync", ticket=ticket)
 
     association = directory.associate(sender, account.company_id)
     ticket = Ticket(
@@ -317,29 +397,31 @@ def _process(account, message: FetchedMessage, email: InboundEmail, directory, d
         source="email",
         source_mailbox_id=account.id,
     )
+    ticket.messages.append(_build_message(email))
     db.session.add(ticket)
-    _add_message(ticket, email)
-    db.session.flush()
-    delivered[key] = ticket.id
+    return Outcome("imported", None, ticket=ticket)
+
+
+def _remember(state: BatchState, key: str, email: InboundEmail, ticket: Ticket) -> None:
+    """Later messages of the same batch see this one as delivered, and can thread onto it."""
+    state.delivered[key] = ticket
     if email.message_id:
-        threads[email.message_id] = ticket.id  # a reply later in this batch threads onto it
-    return Outcome("imported", None, ticket.id)
+        state.threads[email.message_id] = ticket
 
 
-def _thread_ticket(email: InboundEmail, threads: dict[str, int]) -> Ticket | None:
+def _thread_ticket(email: InboundEmail, state: BatchState) -> Ticket | None:
     for ref in (*email.in_reply_to, *reversed(email.references)):
-        ticket_id = threads.get(ref)
-        if ticket_id is not None:
-            ticket = db.session.get(Ticket, ticket_id)
-            if ticket is not None:
-                return ticket
+        ticket = state.threads.get(ref)
+        if ticket is not None:
+            return ticket
     match = TICKET_REF.search(email.subject or "")
     if match:
-        return db.session.get(Ticket, int(match.group(1)))
+        return state.tickets.get(int(match.group(1)))
     return None
 
 
-def _add_message(ticket: Ticket, email: InboundEmail) -> TicketMessage:
+def _build_message(email: InboundEmail) -> TicketMessage:
+    """A TicketMessage with its attachments (bytes stored on disk, content-addressed)."""
     root = current_app.config["ATTACHMENT_DIR"]
     message = TicketMessage(
         author_email=email.from_.address.lower()[:320] if email.from_ and email.from_.address else None,
@@ -361,5 +443,4 @@ def _add_message(ticket: Ticket, email: InboundEmail) -> TicketMessage:
                 is_inline=part.is_inline,
             )
         )
-    ticket.messages.append(message)
     return message

@@ -5,7 +5,7 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
-from ..models import Company, utcnow
+from ..models import Company, Ticket, utcnow
 
 OUTCOMES = (
     "imported",
@@ -103,6 +103,8 @@ class ProcessedMessage(db.Model):
     rules_version: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    ticket: Mapped[Ticket | None] = relationship()
 
 
 class SyncRun(db.Model):

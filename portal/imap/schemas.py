@@ -6,6 +6,7 @@ from . import filters
 
 SECURITY_MODES = ("ssl", "starttls", "none")
 MAX_PRIORITY = 32767
+MAX_CRON_LENGTH = 200
 
 DEFAULTS = {
     "port": 993,
@@ -30,6 +31,8 @@ def cron_error(expression) -> str | None:
     """Why a cron string is unusable, checked with the parser rq-scheduler runs it with."""
     if not isinstance(expression, str) or not expression.strip():
         return "Must be a cron expression such as '*/15 * * * *'"
+    if len(" ".join(expression.split())) > MAX_CRON_LENGTH:
+        return f"Must be at most {MAX_CRON_LENGTH} characters"
     fields = expression.split()
     if len(fields) != 5:
         return f"Must have 5 fields (minute hour day month weekday); got {len(fields)}"
@@ -77,7 +80,7 @@ def validate_account(payload, *, partial: bool) -> dict:
     if "folder" in present:
         take("folder", check.string("folder", required=True, max_length=500))
     if "company_id" in present:
-        value = check.integer("company_id", minimum=1, nullable=True)
+        value = check.identifier("company_id", nullable=True)
         if "company_id" not in check.errors:
             data["company_id"] = value
     if "schedule_cron" in present:

@@ -91,7 +91,7 @@ def render_row(account: ImapAccount, extra: str = "") -> str:
 @bp.get("")
 @bp.get("/")
 def index():
-    q = (request.args.get("q") or "").strip()
+    q = (request.args.get("q") or "").replace("\x00", "").strip()
     query = select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)
     if q:
         like = f"%{q.lower()}%"
@@ -111,7 +111,7 @@ def index():
     return render_template("imap/index.html", q=q, **context)
 
 
-@bp.get("/<int:account_id>/row")
+@bp.get("/<id:account_id>/row")
 def row(account_id):
     return render_row(account_or_404(account_id))
 
@@ -173,7 +173,7 @@ def create():
     return _render_form(form, None, {})
 
 
-@bp.route("/<int:account_id>/edit", methods=["GET", "POST"])
+@bp.route("/<id:account_id>/edit", methods=["GET", "POST"])
 def edit(account_id):
     account = account_or_404(account_id)
     form = MailboxForm()
@@ -261,7 +261,7 @@ def test_connection_view():
 # --- detail ------------------------------------------------------------------------
 
 
-@bp.get("/<int:account_id>")
+@bp.get("/<id:account_id>")
 def detail(account_id):
     account = account_or_404(account_id)
     runs = list(
@@ -304,7 +304,7 @@ def messages_context(account) -> dict:
     }
 
 
-@bp.get("/<int:account_id>/messages")
+@bp.get("/<id:account_id>/messages")
 def messages(account_id):
     account = account_or_404(account_id)
     if not is_htmx():
@@ -312,7 +312,7 @@ def messages(account_id):
     return render_template("imap/_messages.html", account=account, **messages_context(account))
 
 
-@bp.get("/<int:account_id>/runs")
+@bp.get("/<id:account_id>/runs")
 def runs(account_id):
     account = account_or_404(account_id)
     rows = list(
@@ -321,7 +321,7 @@ def runs(account_id):
     return render_template("imap/_runs.html", account=account, runs=rows)
 
 
-@bp.post("/<int:account_id>/messages/<int:message_id>/retry")
+@bp.post("/<id:account_id>/messages/<id:message_id>/retry")
 def retry_message(account_id, message_id):
     account = account_or_404(account_id)
     message = db.session.get(ProcessedMessage, message_id)
@@ -348,26 +348,26 @@ def _row_or_redirect(account, text, category="info"):
     return redirect(url_for(".index"))
 
 
-@bp.post("/<int:account_id>/sync")
+@bp.post("/<id:account_id>/sync")
 def sync(account_id):
     account = account_or_404(account_id)
     run = tasks.enqueue_sync(account, trigger="manual")
     return _row_or_redirect(account, f"Sync of '{account.name}' queued (run {run.id}).")
 
 
-@bp.post("/<int:account_id>/pause")
+@bp.post("/<id:account_id>/pause")
 def pause(account_id):
     account = accounts.update_account(account_or_404(account_id), {"active": False})
     return _row_or_redirect(account, f"'{account.name}' paused: no scheduled syncs until resumed.")
 
 
-@bp.post("/<int:account_id>/resume")
+@bp.post("/<id:account_id>/resume")
 def resume(account_id):
     account = accounts.update_account(account_or_404(account_id), {"active": True})
     return _row_or_redirect(account, _saved_message(account, "resumed"))
 
 
-@bp.post("/<int:account_id>/clone")
+@bp.post("/<id:account_id>/clone")
 def clone(account_id):
     copy = accounts.clone_account(account_or_404(account_id), {})
     flash(f"Cloned as '{copy.name}'. Adjust it and save.", "info")
@@ -379,7 +379,7 @@ def clone(account_id):
     return redirect(target)
 
 
-@bp.route("/<int:account_id>/delete", methods=["POST", "DELETE"])
+@bp.route("/<id:account_id>/delete", methods=["POST", "DELETE"])
 def delete(account_id):
     account = account_or_404(account_id)
     name = account.name

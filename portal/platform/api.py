@@ -7,7 +7,7 @@ from .. import storage
 from ..auth import require_super_admin_api
 from ..extensions import db
 from ..models import Attachment, Company, CompanyDomain, Staff, Ticket, User, normalize_email
-from ..validation import Checker, Conflict, ValidationError, normalize_domain
+from ..validation import MAX_ID, Checker, Conflict, ValidationError, normalize_domain, parse_id
 from .serializers import company_json, staff_json, ticket_json, user_json
 
 bp = Blueprint("platform_api", __name__, url_prefix="/api")
@@ -45,26 +45,41 @@ def get_or_404(model, object_id: int):
     return obj
 
 
+MAX_PAGE = 1_000_000
+
+
 def pagination() -> tuple[int, int]:
     errors = {}
-    page = request.args.get("page", "1")
-    per_page = request.args.get("per_page", "50")
-    if not page.isdigit() or int(page) < 1:
-        errors["page"] = ["Must be a positive integer"]
-    if not per_page.isdigit() or not 1 <= int(per_page) <= 200:
+    page = parse_id(request.args.get("page", "1"))
+    per_page = parse_id(request.args.get("per_page", "50"))
+    if page is None or page > MAX_PAGE:
+        errors["page"] = [f"Must be an integer between 1 and {MAX_PAGE}"]
+    if per_page is None or per_page > 200:
         errors["per_page"] = ["Must be an integer between 1 and 200"]
     if errors:
         raise ValidationError(errors, "Invalid query parameters")
-    return int(page), int(per_page)
+    return page, per_page
 
 
 def int_arg(name: str) -> int | None:
     value = request.args.get(name)
     if value is None or value == "":
         return None
-    if not value.isdigit():
-        raise ValidationError({name: ["Must be an integer"]}, "Invalid query parameters")
-    return int(value)
+    number = parse_id(value)
+    if number is None:
+        raise ValidationError({name: [f"Must be an integer between 1 and {MAX_ID}"]}, "Invalid query parameters")
+    return number
+
+
+def reject_unstorable_query_args():
+    """before_request: NUL bytes in a query string would reach the database (PostgreSQL refuses them)."""
+    bad = {name: ["Must not contain NUL characters"] for name, value in request.args.items(multi=True) if "\x00" in value}
+    if bad:
+        return jsonify(error="Invalid query parameters", errors=bad), 422
+    return None
+
+
+bp.before_request(reject_unstorable_query_args)
 
 
 def paginated(query, page: int, per_page: int, serialize) -> dict:
@@ -129,12 +144,12 @@ def create_company():
     return jsonify(company_json(company)), 201
 
 
-@bp.get("/companies/<int:company_id>")
+@bp.get("/companies/<id:company_id>")
 def get_company(company_id):
     return jsonify(company_json(get_or_404(Company, company_id)))
 
 
-@bp.put("/companies/<int:company_id>")
+@bp.put("/companies/<id:company_id>")
 def update_company(company_id):
     company = get_or_404(Company, company_id)
     _apply_company(company, json_body(), partial=True)
@@ -142,7 +157,7 @@ def update_company(company_id):
     return jsonify(company_json(company))
 
 
-@bp.delete("/companies/<int:company_id>")
+@bp.delete("/companies/<id:company_id>")
 def delete_company(company_id):
     db.session.delete(get_or_404(Company, company_id))
     db.session.commit()
@@ -156,7 +171,7 @@ STAFF_FIELDS = {"company_id", "email", "name"}
 
 def _apply_staff(staff: Staff, payload: dict, partial: bool) -> None:
     check = Checker(payload, STAFF_FIELDS)
-    company_id = check.integer("company_id", minimum=1) if not partial or check.has("company_id") else None
+    company_id = check.identifier("company_id") if not partial or check.has("company_id") else None
     email = check.email("email", required=True) if not partial or check.has("email") else None
     name = check.string("name", max_length=200, allow_empty=True) if check.has("name") else None
     if company_id is not None and db.session.get(Company, company_id) is None:
@@ -194,12 +209,12 @@ def create_staff():
     return jsonify(staff_json(staff)), 201
 
 
-@bp.get("/staff/<int:staff_id>")
+@bp.get("/staff/<id:staff_id>")
 def get_staff(staff_id):
     return jsonify(staff_json(get_or_404(Staff, staff_id)))
 
 
-@bp.put("/staff/<int:staff_id>")
+@bp.put("/staff/<id:staff_id>")
 def update_staff(staff_id):
     staff = get_or_404(Staff, staff_id)
     with db.session.no_autoflush:
@@ -208,7 +223,7 @@ def update_staff(staff_id):
     return jsonify(staff_json(staff))
 
 
-@bp.delete("/staff/<int:staff_id>")
+@bp.delete("/staff/<id:staff_id>")
 def delete_staff(staff_id):
     db.session.delete(get_or_404(Staff, staff_id))
     db.session.commit()
@@ -261,12 +276,12 @@ def create_user():
     return jsonify(user_json(user)), 201
 
 
-@bp.get("/users/<int:user_id>")
+@bp.get("/users/<id:user_id>")
 def get_user(user_id):
     return jsonify(user_json(get_or_404(User, user_id)))
 
 
-@bp.put("/users/<int:user_id>")
+@bp.put("/users/<id:user_id>")
 def update_user(user_id):
     user = get_or_404(User, user_id)
     _apply_user(user, json_body(), partial=True)
@@ -274,7 +289,7 @@ def update_user(user_id):
     return jsonify(user_json(user))
 
 
-@bp.delete("/users/<int:user_id>")
+@bp.delete("/users/<id:user_id>")
 def delete_user(user_id):
     db.session.delete(get_or_404(User, user_id))
     db.session.commit()
@@ -305,12 +320,12 @@ def list_tickets():
     return jsonify(paginated(query, page, per_page, lambda t: ticket_json(t, with_messages=False)))
 
 
-@bp.get("/tickets/<int:ticket_id>")
+@bp.get("/tickets/<id:ticket_id>")
 def get_ticket(ticket_id):
     return jsonify(ticket_json(get_or_404(Ticket, ticket_id)))
 
 
-@bp.get("/attachments/<int:attachment_id>")
+@bp.get("/attachments/<id:attachment_id>")
 def download_attachment(attachment_id):
     return send_attachment(get_or_404(Attachment, attachment_id))
 

@@ -46,7 +46,7 @@ def html_with_inline_images(message) -> Markup:
     return Markup(CID_SRC.sub(replace, message.body_html or ""))
 
 
-@bp.get("/tickets/<int:ticket_id>")
+@bp.get("/tickets/<id:ticket_id>")
 def ticket_detail(ticket_id):
     ticket = db.session.get(Ticket, ticket_id)
     if ticket is None:
@@ -54,7 +54,7 @@ def ticket_detail(ticket_id):
     return render_template("platform/ticket.html", ticket=ticket, render_html=html_with_inline_images)
 
 
-@bp.get("/tickets/attachments/<int:attachment_id>")
+@bp.get("/tickets/attachments/<id:attachment_id>")
 def attachment_download(attachment_id):
     from .api import send_attachment
 
@@ -64,7 +64,7 @@ def attachment_download(attachment_id):
     return send_attachment(attachment)
 
 
-@bp.get("/tickets/attachments/<int:attachment_id>/inline")
+@bp.get("/tickets/attachments/<id:attachment_id>/inline")
 def attachment_inline(attachment_id):
     attachment = db.session.get(Attachment, attachment_id)
     if attachment is None or attachment.content_type not in INLINE_IMAGE_TYPES:
