@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 from flask_login import UserMixin
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, orm_insert_sentinel, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
@@ -101,6 +101,9 @@ class Ticket(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    # Lets SQLite return new ids in input order for a multi-row INSERT (see ticket_writer.py).
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()
+
     company: Mapped[Company | None] = relationship()
     requester_user: Mapped[User | None] = relationship()
     requester_staff: Mapped[Staff | None] = relationship()
@@ -130,6 +133,8 @@ class TicketMessage(db.Model):
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    _sentinel: Mapped[int | None] = orm_insert_sentinel()
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     attachments: Mapped[list["Attachment"]] = relationship(

@@ -612,13 +612,35 @@ def _extension_for(content_type: str) -> str:
 # --------------------------------------------------------------------------
 
 
+# Bodies are never sliced out of the message: an entity is the range
+# ``data[start:end]`` of the one raw bytes object, searched with find()/regex
+# pos+endpos and decoded through a memoryview.  A 25 MB attachment thus costs
+# its decoded payload and nothing more (a bytes slice per MIME level would
+# copy it several times).
+#
+# Invariant the regex searches rely on ('^' with re.M only matches at a pos
+# that follows b"\n" or is 0): every entity and body range starts at 0, right
+# after a b"\n", or at the end of its (then empty) range.
+
+
 class _Entity:
-    """A message or body part: headers plus still-encoded body bytes."""
+    """A message or body part: headers plus the still-encoded body, which is
+    ``data[start:end]`` (a range, not a copy)."""
 
-    __slots__ = ("headers", "body", "ctype", "params", "disposition", "disp_params")
+    __slots__ = ("headers", "data", "start", "end", "ctype", "params", "disposition", "disp_params")
 
-    def __init__(self, data: bytes, defects: list[str], default_type: str = "text/plain"):
-        self.headers, self.body = _split_head(data, defects)
+    def __init__(
+        self,
+        data: bytes,
+        defects: list[str],
+        default_type: str = "text/plain",
+        start: int = 0,
+        end: int | None = None,
+    ):
+        if end is None:
+            end = len(data)
+        self.data, self.end = data, end
+        self.headers, self.start = _split_head(data, start, end, defects)
         self.ctype, self.params = _content_type(self.get("content-type"), default_type, defects)
         disposition = self.get("content-disposition")
         if disposition:
@@ -647,31 +669,47 @@ class _Entity:
             return None
         return _unfold(value).strip("<> \t") or None
 
+    def is_blank(self) -> bool:
+        """True if the body is empty or all whitespace (``not body.strip()``)."""
+        return _is_blank(self.data, self.start, self.end)
+
     def payload(self, defects: list[str]) -> bytes:
         """The body with its Content-Transfer-Encoding undone."""
         cte = (self.get("content-transfer-encoding") or "").strip().lower()
+        data, start, end = self.data, self.start, self.end
         if cte == "base64":
-            return _decode_base64(self.body, defects)
+            return _decode_base64(data, start, end, defects)
         if cte == "quoted-printable":
-            return binascii.a2b_qp(self.body)
+            return binascii.a2b_qp(memoryview(data)[start:end])
         if cte in ("x-uuencode", "uuencode", "x-uue", "uue"):
-            return _decode_uu(self.body, defects)
-        return self.body
+            return _decode_uu(data, start, end, defects)
+        return data[start:end]  # (the object itself, not a copy, if that is all of it)
 
 
-def _find_head_end(data: bytes) -> tuple[int, int]:
-    """(end of the header block, start of the body)."""
-    if data[:1] == b"\n":
-        return 0, 1
-    if data[:2] == b"\r\n":
-        return 0, 2
-    crlf = data.find(b"\n\r\n")
-    lf = data.find(b"\n\n", 0, crlf + 2 if crlf >= 0 else len(data))
+# bytes.strip() and bytes.isspace() whitespace
+_BLANK = re.compile(rb"[ \t\n\r\x0b\x0c]*+")
+_BLANK_LINE_REST = re.compile(rb"[ \t\r]*+")
+
+
+def _is_blank(data: bytes, start: int, end: int) -> bool:
+    """``not data[start:end].strip()`` without the copy; reads only up to the
+    first non-whitespace byte."""
+    return _BLANK.match(data, start, end).end() == end
+
+
+def _find_head_end(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """(end of the header block, start of the body) in ``data[start:end]``."""
+    if data.startswith(b"\n", start, end):
+        return start, start + 1
+    if data.startswith(b"\r\n", start, end):
+        return start, start + 2
+    crlf = data.find(b"\n\r\n", start, end)
+    lf = data.find(b"\n\n", start, crlf + 2 if crlf >= 0 else end)
     if lf >= 0:
         return lf + 1, lf + 2
     if crlf >= 0:
         return crlf + 1, crlf + 3
-    return len(data), len(data)
+    return end, end
 
 
 # One header field with its continuation lines; the name is printable ASCII
@@ -679,12 +717,15 @@ def _find_head_end(data: bytes) -> tuple[int, int]:
 _HEADER_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)\n?")
 
 
-def _split_head(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]], bytes]:
-    """Header (lower-case name, raw value) pairs and the body bytes."""
-    head_end, body_start = _find_head_end(data)
+def _split_head(
+    data: bytes, start: int, end: int, defects: list[str]
+) -> tuple[list[tuple[str, str]], int]:
+    """Header (lower-case name, raw value) pairs of ``data[start:end]`` and
+    where the body starts (it runs to ``end``)."""
+    head_end, body_start = _find_head_end(data, start, end)
     headers: list[tuple[str, str]] = []
     match_field = _HEADER_FIELD.match
-    pos = 0
+    pos = start
     while pos < head_end:
         field = match_field(data, pos, head_end)
         if field:
@@ -694,14 +735,13 @@ def _split_head(data: bytes, defects: list[str]) -> tuple[list[tuple[str, str]],
             continue
         line_end = data.find(b"\n", pos, head_end)
         line_end = head_end if line_end < 0 else line_end + 1
-        line = data[pos:line_end]
-        if line[:1] in (b" ", b"\t"):
+        if data.startswith((b" ", b"\t"), pos, line_end):
             _note(defects, "header continuation line without a header")
-        elif line.strip():  # not a header: the body starts here
+        elif not _is_blank(data, pos, line_end):  # not a header: the body starts here
             _note(defects, "missing header/body separator")
-            return headers, data[pos:]
+            return headers, pos
         pos = line_end
-    return headers, data[body_start:]
+    return headers, body_start
 
 
 def _content_type(
@@ -769,22 +809,57 @@ def _rfc2231(items: list[tuple[str, str]], defects: list[str]) -> dict[str, str]
     return decoded
 
 
-def _decode_base64(body: bytes, defects: list[str]) -> bytes:
+# Bytes that are no base64 alphabet characters (what _B64_JUNK matches).
+_B64_JUNK_BYTES = bytes(b for b in range(256) if _B64_JUNK.fullmatch(bytes((b,))))
+_B64_CHAR = re.compile(rb"[A-Za-z0-9+/]")
+_CHUNK = 1 << 20  # bounds the temporary copies of the invalid-base64 path
+
+
+def _decode_base64(data: bytes, start: int, end: int, defects: list[str]) -> bytes:
+    """Decode ``data[start:end]``.  Allocates only the result (a2b_base64
+    reads the memoryview in place and skips line breaks itself)."""
     try:
-        return binascii.a2b_base64(body)
+        return binascii.a2b_base64(memoryview(data)[start:end])
     except binascii.Error:
         pass
     _note(defects, "invalid base64 body")
-    data = _B64_JUNK.sub(b"", body.split(b"=", 1)[0])
-    if len(data) % 4 == 1:  # truncated: drop the dangling character
-        data = data[:-1]
-    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+    # Best effort: the alphabet characters before the first '=', the last one
+    # dropped if it dangles, padded.  a2b_base64 skips non-alphabet bytes, so
+    # only the incomplete last quad needs to be picked out and decoded apart.
+    stop = data.find(b"=", start, end)
+    if stop < 0:
+        stop = end
+    count = 0  # alphabet characters
+    for pos in range(start, stop, _CHUNK):
+        count += len(data[pos : min(pos + _CHUNK, stop)].translate(None, _B64_JUNK_BYTES))
+    dangling = count % 4
+    cut, tail = stop, b""
+    if dangling:  # find the last `dangling` alphabet characters
+        window = 64
+        while True:
+            lo = max(start, stop - window)
+            positions = [m.start() for m in _B64_CHAR.finditer(data, lo, stop)]
+            if len(positions) >= dangling or lo == start:
+                break
+            window *= 4
+        cut = positions[-dangling]
+        if dangling > 1:  # 1: truncated, the character is dropped
+            tail = bytes(data[p] for p in positions[-dangling:])
+    decoded = binascii.a2b_base64(memoryview(data)[start:cut])
+    if tail:
+        decoded += binascii.a2b_base64(tail + b"=" * (-len(tail) % 4))
+    return decoded
 
 
-def _decode_uu(body: bytes, defects: list[str]) -> bytes:
+# One line as bytes.splitlines() sees it: content, then \r\n, \r or \n (or the end).
+_LINE = re.compile(rb"([^\r\n]*)(?:\r\n|[\r\n])|([^\r\n]+)")
+
+
+def _decode_uu(data: bytes, start: int, end: int, defects: list[str]) -> bytes:
     out = bytearray()
     started = False
-    for line in body.splitlines():
+    for match in _LINE.finditer(data, start, end):
+        line = match[1] if match[2] is None else match[2]
         if not started:
             started = line.startswith(b"begin ")
             continue
@@ -797,32 +872,37 @@ def _decode_uu(body: bytes, defects: list[str]) -> bytes:
     return bytes(out)
 
 
-def _split_multipart(body: bytes, boundary: str, defects: list[str]) -> list[bytes] | None:
-    """Body parts between ``--boundary`` delimiter lines; None if none found."""
+def _split_multipart(
+    data: bytes, start: int, end: int, boundary: str, defects: list[str]
+) -> list[tuple[int, int]] | None:
+    """(start, end) ranges of the body parts of ``data[start:end]`` between
+    ``--boundary`` delimiter lines; None if none found."""
     delimiter = b"--" + boundary.encode("utf-8", "replace")
-    parts: list[bytes] = []
-    start = None  # where the current part's content begins
-    i = body.find(delimiter)
+    find = data.find
+    parts: list[tuple[int, int]] = []
+    part_start = None  # where the current part's content begins
+    i = find(delimiter, start, end)
     while i >= 0:
         after = i + len(delimiter)
-        if i and body[i - 1] != 0x0A:  # not at the start of a line
-            i = body.find(delimiter, after)
+        if i > start and data[i - 1] != 0x0A:  # not at the start of a line
+            i = find(delimiter, after, end)
             continue
-        closing = body[after : after + 2] == b"--"
-        eol = body.find(b"\n", after)
-        rest = body[after + 2 * closing : eol if eol >= 0 else len(body)]
-        if not rest.strip(b" \t\r"):
-            if start is not None:
-                end = i - 2 if body[i - 2 : i] == b"\r\n" else i - 1
-                parts.append(body[start : max(end, start)])
+        closing = data.startswith(b"--", after, end)
+        eol = find(b"\n", after, end)
+        line_end = eol if eol >= 0 else end
+        if _BLANK_LINE_REST.match(data, after + 2 * closing, line_end).end() == line_end:
+            if part_start is not None:
+                # (i - 2 >= start here: a part only starts after a delimiter)
+                part_end = i - 2 if data[i - 2 : i] == b"\r\n" else i - 1
+                parts.append((part_start, max(part_end, part_start)))
             if closing:
                 return parts
-            start = eol + 1 if eol >= 0 else len(body)
-        i = body.find(delimiter, after)
-    if start is None:
+            part_start = eol + 1 if eol >= 0 else end
+        i = find(delimiter, after, end)
+    if part_start is None:
         return None
     _note(defects, "multipart without closing boundary (truncated?)")
-    parts.append(body[start:])
+    parts.append((part_start, end))
     return parts
 
 
@@ -856,10 +936,11 @@ def _walk(entity: _Entity, acc: _Parts, defects: list[str], depth: int = 0) -> N
 
 
 def _walk_multipart(entity: _Entity, acc: _Parts, defects: list[str], depth: int) -> None:
-    if not entity.body.strip():
+    if entity.is_blank():
         return
+    data, start, end = entity.data, entity.start, entity.end
     boundary = entity.params.get("boundary")
-    parts = _split_multipart(entity.body, boundary, defects) if boundary else None
+    parts = _split_multipart(data, start, end, boundary, defects) if boundary else None
     if parts is None:
         parts = _guess_parts(entity, defects)
     if parts is None:
@@ -867,7 +948,7 @@ def _walk_multipart(entity: _Entity, acc: _Parts, defects: list[str], depth: int
         acc.texts.append(_decode_text(entity, defects))
         return
     default = "message/rfc822" if entity.ctype == "multipart/digest" else "text/plain"
-    children = (_Entity(part, defects, default) for part in parts)
+    children = (_Entity(data, defects, default, part_start, part_end) for part_start, part_end in parts)
     if entity.ctype == "multipart/alternative":
         _walk_alternative(children, acc, defects, depth)
     else:
@@ -893,9 +974,9 @@ def _walk_alternative(children, acc: _Parts, defects: list[str], depth: int) -> 
 _BOUNDARY_LINE = re.compile(rb"^--([^\s]{1,200}?)[ \t]*\r?$", re.M)
 
 
-def _guess_parts(entity: _Entity, defects: list[str]) -> list[bytes] | None:
+def _guess_parts(entity: _Entity, defects: list[str]) -> list[tuple[int, int]] | None:
     """Missing or wrong boundary parameter: try the first ``--xxx`` line."""
-    match = _BOUNDARY_LINE.search(entity.body)
+    match = _BOUNDARY_LINE.search(entity.data, entity.start, entity.end)
     if not match:
         _note(defects, f"{entity.ctype} without usable boundary")
         return None
@@ -903,7 +984,7 @@ def _guess_parts(entity: _Entity, defects: list[str]) -> list[bytes] | None:
     if guess.endswith("--"):
         guess = guess[:-2]
     _note(defects, f"{entity.ctype} boundary not found; guessed {guess[:70]!r}")
-    return _split_multipart(entity.body, guess, defects)
+    return _split_multipart(entity.data, entity.start, entity.end, guess, defects)
 
 
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)
@@ -960,25 +1041,26 @@ def parse_message(raw: bytes) -> InboundEmail:
     """Parse raw RFC 822 bytes.  Never raises; problems end up in ``defects``."""
     if isinstance(raw, str):  # tolerate callers handing over text
         raw = raw.encode("utf-8", "surrogateescape")
-    raw = bytes(raw or b"")
+    raw = bytes(raw or b"")  # no copy when it is bytes already
     defects: list[str] = []
-    if not raw.strip():
+    if not raw or raw.isspace():  # (not raw.strip(), without copying the message)
         _note(defects, "empty message")
     data = raw
     if b"\n" not in raw and b"\r" in raw:  # old Mac line endings
         data = raw.replace(b"\r", b"\n")
+    start = 0
     if _MBOX_FROM.match(data):  # envelope line of an mbox export
-        data = data[data.find(b"\n") + 1 :]
+        start = data.find(b"\n") + 1
     acc = _Parts()
     headers: list[tuple[str, str]] = []
     try:  # last line of defence: keep whatever was read before an error
-        entity = _Entity(data, defects)
+        entity = _Entity(data, defects, start=start)
         headers = entity.headers
         _walk(entity, acc, defects)
     except Exception as exc:
         _note(defects, f"parse error: {type(exc).__name__}")
         if not (acc.texts or acc.htmls or acc.attachments):
-            acc.texts.append(_clean_str(decode_bytes(data, None)))
+            acc.texts.append(_clean_str(decode_bytes(data[start:], None)))
     return _build(raw, headers, acc, defects)
 
 

@@ -62,3 +62,8 @@ def test_ensure_superadmin_creates_one_only_when_none(app, app_ctx, monkeypatch)
     assert user.is_super_admin and user.check_password(password)
     again = runner.invoke(args=["ensure-superadmin"])
     assert "Super admin exists: first@portal.test" in again.output
+
+
+def test_migrations_match_the_models(app, app_ctx):
+    result = app.test_cli_runner().invoke(args=["db", "check"])
+    assert result.exit_code == 0, result.output  # alembic check fails on any model/migration drift

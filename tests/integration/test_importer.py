@@ -274,3 +274,28 @@ def test_crash_after_commit_before_seen_is_repaired_without_duplicate(app_ctx, i
     assert sync(mailbox)["counts"] == {}
     assert ticket_count() == 1
     assert "\\Seen" in imap_account.flags()[uid]
+
+
+def test_a_batch_the_database_refuses_is_written_one_message_at_a_time(app_ctx, imap_account, mailbox, monkeypatch):
+    from sqlalchemy.exc import IntegrityError
+
+    from portal.imap import ticket_writer
+
+    real_write = ticket_writer.write
+
+    def refuses_the_poison_row(account, decisions, existing):
+        if any(d.audit.get("subject") == "Poison row" and d.outcome != "failed" for d in decisions):
+            raise IntegrityError("INSERT INTO tickets", {}, Exception("value too long for the column"))
+        return real_write(account, decisions, existing)
+
+    monkeypatch.setattr(ticket_writer, "write", refuses_the_poison_row)
+    imap_account.append(make_email(subject="Before"))
+    poison = imap_account.append(make_email(subject="Poison row"))
+    imap_account.append(make_email(subject="After"))
+    result = sync(mailbox)
+    assert result["counts"] == {"imported": 2, "failed": 1}
+    assert sorted(t.subject for t in tickets()) == ["After", "Before"]
+    row = db.session.scalar(select(ProcessedMessage).where(ProcessedMessage.uid == poison))
+    assert row.outcome == "failed" and "value too long" in row.reason and row.subject == "Poison row"
+    flags = imap_account.flags()
+    assert "\\Seen" not in flags[poison] and sum("\\Seen" in f for f in flags.values()) == 2

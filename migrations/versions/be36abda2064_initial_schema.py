@@ -1,8 +1,8 @@
 """Initial schema
 
-Revision ID: 8119f9aa8da5
+Revision ID: be36abda2064
 Revises: 
-Create Date: 2026-11-25 19:11:15.411400
+Create Date: 2026-11-25 19:52:15.984230
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '8119f9aa8da5'
+revision = 'be36abda2064'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -140,6 +140,7 @@ def upgrade():
     sa.Column('source_mailbox_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('_sentinel', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['company_id'], ['companies.id'], name=op.f('fk_tickets_company_id_companies'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['requester_staff_id'], ['staff.id'], name=op.f('fk_tickets_requester_staff_id_staff'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['requester_user_id'], ['users.id'], name=op.f('fk_tickets_requester_user_id_users'), ondelete='SET NULL'),
@@ -187,6 +188,7 @@ def upgrade():
     sa.Column('in_reply_to', sa.Text(), nullable=True),
     sa.Column('references', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('_sentinel', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_messages_ticket_id_tickets'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_messages'))
     )

@@ -1,0 +1,123 @@
+"""Writes a batch of import decisions: tickets, messages, attachments and audit rows in a few
+multi-row INSERTs (RETURNING gives the new ids), inside the caller's transaction.
+
+Decisions are made in Python first (importer.py); nothing here decides anything."""
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert, update
+
+from ..extensions import db
+from ..models import Attachment, Ticket, TicketMessage, utcnow
+from .models import ProcessedMessage
+
+
+@dataclass
+class NewTicket:
+    values: dict
+    id: int | None = None
+
+
+@dataclass
+class NewMessage:
+    values: dict
+    attachments: list[dict]
+    ticket: "NewTicket | int"  # a ticket made in this batch, or the id of a stored one
+
+
+@dataclass
+class Decision:
+    uid: int
+    outcome: str
+    reason: str | None = None
+    size: int | None = None
+    audit: dict = field(default_factory=dict)  # message_id, dedupe_key, subject, from_address
+    ticket: NewTicket | None = None  # created by this message (imported)
+    message: NewMessage | None = None  # added by this message (imported, threaded)
+    ticket_ref: "NewTicket | int | None" = None  # the ticket the audit row points at
+
+
+AUDIT_DEFAULTS = {"message_id": None, "dedupe_key": None, "subject": None, "from_address": None}
+
+
+class UnwrittenTicket(Exception):
+    """A reply whose ticket, made earlier in the batch, could not be written."""
+
+
+def ticket_id_of(ref) -> int | None:
+    if isinstance(ref, NewTicket):
+        if ref.id is None:
+            raise UnwrittenTicket("the ticket this message belongs to was not saved")
+        return ref.id
+    return ref
+
+
+def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> None:
+    """INSERT everything the decisions describe; audit rows that exist (retries) are updated."""
+    new_tickets = [d.ticket for d in decisions if d.ticket is not None]
+    if new_tickets:
+        ids = db.session.scalars(
+            insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), [t.values for t in new_tickets]
+        ).all()
+        for ticket, ticket_id in zip(new_tickets, ids):
+            ticket.id = ticket_id
+
+    messages = [d.message for d in decisions if d.message is not None]
+    if messages:
+        rows = [{**m.values, "ticket_id": ticket_id_of(m.ticket)} for m in messages]
+        ids = db.session.scalars(
+            insert(TicketMessage).returning(TicketMessage.id, sort_by_parameter_order=True), rows
+        ).all()
+        attachments = [
+            {**a, "message_id": message_id} for m, message_id in zip(messages, ids) for a in m.attachments
+        ]
+        if attachments:
+            db.session.execute(insert(Attachment), attachments)
+
+    _touch_replied_tickets([m.ticket for m in messages if not isinstance(m.ticket, NewTicket)])
+    _write_audit(account, decisions, existing)
+
+
+def _touch_replied_tickets(ticket_ids: list[int]) -> None:
+    """A reply bumps its ticket and reopens it when it was closed."""
+    ids = sorted(set(ticket_ids))
+    if not ids:
+        return
+    now = utcnow()
+    db.session.execute(update(Ticket).where(Ticket.id.in_(ids)).values(updated_at=now), execution_options={"synchronize_session": False})
+    db.session.execute(
+        update(Ticket).where(Ticket.id.in_(ids), Ticket.status == "closed").values(status="open"),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _write_audit(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> None:
+    now = utcnow()
+    inserts = []
+    for d in decisions:
+        ticket_id = ticket_id_of(d.ticket_ref)
+        reason = d.reason
+        if d.outcome == "threaded" and reason is None:
+            reason = f"Reply added to ticket #{ticket_id}"
+        values = {
+            "outcome": d.outcome,
+            "reason": reason,
+            "ticket_id": ticket_id,
+            "rules_version": account.rules_version,
+            "size": d.size,
+            "updated_at": now,
+            **d.audit,
+        }
+        row = existing.get(d.uid)
+        if row is None:
+            inserts.append(
+                {
+                    "account_id": account.id, "uid_validity": account.uid_validity, "uid": d.uid,
+                    "attempts": 1, "created_at": now, **AUDIT_DEFAULTS, **values,
+                }
+            )
+        else:
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.attempts = (row.attempts or 0) + 1
+    if inserts:
+        db.session.execute(insert(ProcessedMessage), inserts)
