@@ -1,4 +1,4 @@
-"""Attachment bytes, stored content-addressed on disk: ATTACHMENT_DIR/ab/cd/<sha256>.
+"""Attachment bytes, stored content-addressed on disk: ATTACHMENT_DIR/ab/<sha256>.
 
 Identical files are stored once. Files are written to a temporary name and renamed,
 so a crash never leaves a truncated file under a valid name.
@@ -9,7 +9,8 @@ import tempfile
 
 
 def path_for(root: str, sha256: str) -> str:
-    return os.path.join(root, sha256[:2], sha256[2:4], sha256)
+    # One level of 256 directories: creating directories costs more than writing small files.
+    return os.path.join(root, sha256[:2], sha256)
 
 
 _known_dirs: set[str] = set()

@@ -9,6 +9,7 @@ into a second ticket; a missing \\Seen is repaired on the next run).
 import logging
 import re
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -28,7 +29,8 @@ from .ticket_writer import Decision, NewMessage, NewTicket, UnwrittenTicket
 log = logging.getLogger(__name__)
 
 BATCH_MESSAGES = 200
-BATCH_BYTES = 16 * 1024 * 1024
+BATCH_BYTES = 8 * 1024 * 1024
+IN_FLIGHT_BYTES = 16 * 1024 * 1024  # at most this much raw mail held while the next batch downloads
 TICKET_REF = re.compile(r"\[#(\d{1,12})\]")
 # Outcomes that mean "this message already lives in a ticket".
 DELIVERED = ("imported", "threaded")
@@ -97,15 +99,61 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
         too_large = [i for i in infos if i.size > max_bytes]
         if too_large:
             _record_too_large(account, too_large, max_bytes, result)
-        wanted = [i for i in infos if i.size <= max_bytes]
+        batches = list(_batches([i for i in infos if i.size <= max_bytes]))
         directory = Directory(db.session)
-        for batch in _batches(wanted):
-            fetched = list(session.fetch_messages([i.uid for i in batch]))
-            seen = _import_batch(account, fetched, directory, result)
-            if seen and account.mark_as_read:
-                session.mark_seen(seen)
-            heartbeat()
+        with ImapLane(session) as lane:
+            ahead = lane.fetch(batches[0]) if batches else None
+            for index, batch in enumerate(batches):
+                fetched = ahead.result()
+                following = batches[index + 1] if index + 1 < len(batches) else None
+                # Download the next batch while this one is parsed and written, memory permitting.
+                overlap = following is not None and _bytes(batch) + _bytes(following) <= IN_FLIGHT_BYTES
+                ahead = lane.fetch(following) if overlap else None
+                seen = _import_batch(account, fetched, directory, result)
+                if seen and account.mark_as_read:
+                    lane.mark_seen(seen)
+                lane.raise_failures()
+                heartbeat()
+                if following is not None and ahead is None:
+                    ahead = lane.fetch(following)
     return result
+
+
+class ImapLane:
+    """Runs one session's IMAP commands on a single background thread, in the order given, so
+    the next batch downloads while this one is parsed and written. Leaving the block waits for
+    every command and raises the first failure (a \\Seen that could not be stored included)."""
+
+    def __init__(self, session):
+        self.session = session
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-lane")
+        self.marks: list[Future] = []
+
+    def __enter__(self):
+        return self
+
+    def fetch(self, batch) -> Future:
+        uids = [info.uid for info in batch]
+        return self.pool.submit(lambda: list(self.session.fetch_messages(uids)))
+
+    def mark_seen(self, uids: list[int]) -> None:
+        self.marks.append(self.pool.submit(self.session.mark_seen, uids))
+
+    def raise_failures(self) -> None:
+        for future in self.marks:
+            if future.done() and future.exception() is not None:
+                raise future.exception()
+        self.marks = [f for f in self.marks if not f.done()]
+
+    def __exit__(self, exc_type, exc, tb):
+        self.pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        if exc_type is None:
+            for future in self.marks:
+                future.result()
+
+
+def _bytes(batch) -> int:
+    return sum(info.size for info in batch)
 
 
 def _candidates(account: ImapAccount, found: list[int]) -> tuple[list[int], list[int]]:

@@ -4,7 +4,7 @@ multi-row INSERTs (RETURNING gives the new ids), inside the caller's transaction
 Decisions are made in Python first (importer.py); nothing here decides anything."""
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 
 from ..extensions import db
 from ..models import Attachment, Ticket, TicketMessage, utcnow
@@ -53,28 +53,35 @@ def ticket_id_of(ref) -> int | None:
 
 def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> None:
     """INSERT everything the decisions describe; audit rows that exist (retries) are updated."""
+    # Core statements on the session's connection: the ORM's per-row bookkeeping is what
+    # an import of thousands of messages cannot afford.
+    connection = db.session.connection()
+    now = utcnow()
     new_tickets = [d.ticket for d in decisions if d.ticket is not None]
     if new_tickets:
-        ids = db.session.scalars(
-            insert(Ticket).returning(Ticket.id, sort_by_parameter_order=True), [t.values for t in new_tickets]
-        ).all()
+        rows = [{**t.values, "created_at": now, "updated_at": now} for t in new_tickets]
+        ids = connection.execute(_insert_returning_id(Ticket), rows).scalars().all()
         for ticket, ticket_id in zip(new_tickets, ids):
             ticket.id = ticket_id
 
     messages = [d.message for d in decisions if d.message is not None]
     if messages:
-        rows = [{**m.values, "ticket_id": ticket_id_of(m.ticket)} for m in messages]
-        ids = db.session.scalars(
-            insert(TicketMessage).returning(TicketMessage.id, sort_by_parameter_order=True), rows
-        ).all()
+        rows = [{**m.values, "ticket_id": ticket_id_of(m.ticket), "created_at": now} for m in messages]
+        ids = connection.execute(_insert_returning_id(TicketMessage), rows).scalars().all()
         attachments = [
-            {**a, "message_id": message_id} for m, message_id in zip(messages, ids) for a in m.attachments
+            {**a, "message_id": message_id, "created_at": now} for m, message_id in zip(messages, ids) for a in m.attachments
         ]
         if attachments:
-            db.session.execute(insert(Attachment), attachments)
+            connection.execute(Attachment.__table__.insert(), attachments)
 
     _touch_replied_tickets([m.ticket for m in messages if not isinstance(m.ticket, NewTicket)])
     _write_audit(account, decisions, existing)
+
+
+def _insert_returning_id(model):
+    """A multi-row INSERT whose RETURNING ids come back in the order of the rows given."""
+    table = model.__table__
+    return table.insert().returning(table.c.id, sort_by_parameter_order=True)
 
 
 def _touch_replied_tickets(ticket_ids: list[int]) -> None:
@@ -120,4 +127,4 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
                 setattr(row, key, value)
             row.attempts = (row.attempts or 0) + 1
     if inserts:
-        db.session.execute(insert(ProcessedMessage), inserts)
+        db.session.connection().execute(ProcessedMessage.__table__.insert(), inserts)

@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+import tracemalloc
 
 import pytest
 
@@ -412,6 +413,51 @@ def test_fetch_with_size_budget_splits_chunks(imap_account):
         got = list(session.fetch_messages(uids, chunk=200, sizes=sizes, max_chunk_bytes=50_000))
     assert [m.raw for m in got] == raws
     assert len(calls) == 5  # two ~20 KB messages per command
+
+
+@pytest.mark.parametrize("security", ["none", "ssl"])
+def test_big_literal_is_held_once_not_copied(imap_account, security):
+    # The worker's memory budget allows a 25 MB mail to exist once: the
+    # bytes object imaplib reads the literal into must be FetchedMessage.raw
+    # itself (no join of the response pieces, no slice of the literal).
+    line = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3\r\n"
+    big = make_message(1, body=line * (6_000_000 // len(line)))
+    raws = [make_message(0), big, make_message(2)]
+    uids = imap_account.append_many(raws)
+    with connect(settings(imap_account, security)) as session:
+        session.select("INBOX", readonly=True)
+        literals = []
+        real_read = session._client.read
+
+        def spy(size):
+            data = real_read(size)
+            literals.append(data)
+            return data
+
+        session._client.read = spy
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            fetched = list(session.fetch_messages(uids))
+            peak = tracemalloc.get_traced_memory()[1] - before
+        finally:
+            tracemalloc.stop()
+    assert [m.raw for m in fetched] == raws
+    assert any(fetched[1].raw is literal for literal in literals)
+    assert peak < 1.2 * len(big), f"peak {peak:,} B for a {len(big):,} B message"
+
+
+def test_fetch_response_parser_keeps_the_literal_object():
+    # Both the fast path and the general tokenizer hand the literal on as is.
+    literal = b"Subject: x\r\n\r\n" + b"y" * 100_000
+    n = str(len(literal)).encode()
+    fast = imap_client._interpret(
+        [(b"1 (UID 7 FLAGS (\\Seen) RFC822.SIZE " + n + b" BODY[] {" + n + b"}", literal), b")"])
+    general = imap_client._interpret(
+        [(b"1 (FLAGS (\\Seen) UID 7 BODY[] {" + n + b"}", literal), b" RFC822.SIZE " + n + b")"])
+    for item in (fast, general):
+        assert (item.uid, item.flags, item.size) == (7, ("\\Seen",), len(literal))
+        assert item.body is literal
 
 
 def test_message_expunged_between_search_and_fetch(imap_account):

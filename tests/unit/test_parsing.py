@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import random
+import re
+import tracemalloc
 from datetime import datetime, timezone
 
 import pytest
@@ -775,6 +780,89 @@ def test_normal_mail_is_not_auto_generated():
 )
 def test_auto_generated_rules(headers, reason):
     assert guard(b"Subject: x", *headers) == reason
+
+
+# ---------------------------------------------------------------------------
+# Big bodies: decoded once, never copied
+# ---------------------------------------------------------------------------
+
+
+def _big_attachment_mail(payload: bytes, levels: int) -> bytes:
+    """A text part and a base64 attachment, inside `levels` nested multiparts."""
+    encoded = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    part = (
+        b'Content-Type: application/pdf; name="scan.pdf"\r\n'
+        b"Content-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\n" + encoded
+    )
+    for level in range(levels):
+        part = (
+            b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n"
+            b"--b%d\r\nContent-Type: text/plain\r\n\r\nlevel %d\r\n"
+            b"--b%d\r\n%s\r\n--b%d--\r\n" % (level, level, level, level, part, level)
+        )
+    return b"From: a@example.com\r\nSubject: scan\r\nMIME-Version: 1.0\r\n" + part
+
+
+@pytest.mark.parametrize("levels", [1, 4])
+def test_big_attachment_costs_its_payload_not_copies_of_the_body(levels):
+    # The import worker has a memory budget: a 25 MB mail must cost the raw
+    # bytes plus the decoded attachment, not a copy of the body per MIME level.
+    payload = b"%PDF-1.7\n" + random.Random(levels).randbytes(3_750_000)
+    raw = _big_attachment_mail(payload, levels)  # ~5 MB
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        email = parse_message(raw)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
+    assert [a.payload for a in email.attachments] == [payload]
+    assert email.text.startswith("level") and email.defects == []
+    # decoding allocates ~1.03x the payload; one more copy of the body is ~2.3x
+    assert peak < 1.3 * len(payload), f"peak {peak:,} B for a {len(raw):,} B message"
+    assert peak < 2.5 * len(raw)
+
+
+def _expected_b64(body: bytes) -> tuple[bytes, bool]:
+    """(payload, fallback used?): a2b_base64, else the documented fallback: the
+    alphabet characters before the first '=', a dangling last one dropped, padded."""
+    try:
+        return binascii.a2b_base64(body), False
+    except binascii.Error:
+        pass
+    chars = re.sub(rb"[^A-Za-z0-9+/]", b"", body.split(b"=", 1)[0])
+    if len(chars) % 4 == 1:
+        chars = chars[:-1]
+    return binascii.a2b_base64(chars + b"=" * (-len(chars) % 4)), True
+
+
+@pytest.mark.parametrize("dangling", [0, 1, 2, 3])
+@pytest.mark.parametrize("tail", [b"", b"\r\n", b" !*\r\n" * 50, b"=QUJD", b"=\r\n=\r\nQUJDRA=="])
+def test_broken_base64_in_a_big_body(dangling, tail):
+    # > 1 MB with junk inside: the fallback's chunked scan and tail handling
+    encoded = base64.encodebytes(random.Random(dangling).randbytes(900_000)).replace(b"\n", b"\r\n")
+    encoded = encoded[:600_000] + b"*#" + encoded[600_000:-2]  # no padding: 0 dangling
+    body = encoded[: len(encoded) - (4 - dangling) % 4] + tail
+    raw = msg(b"Content-Type: application/octet-stream", b"Content-Transfer-Encoding: base64", body=body)
+    email = parse_message(raw)
+    payload, fallback = _expected_b64(body)
+    assert email.attachments[0].payload == payload
+    assert ("invalid base64 body" in email.defects) == fallback
+    if dangling and not tail.strip():
+        assert fallback
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n"])
+def test_uuencoded_body(eol):
+    data = bytes(range(256)) * 4
+    lines = [binascii.b2a_uu(data[i : i + 45]).rstrip(b"\n") for i in range(0, len(data), 45)]
+    body = eol.join([b"preamble", b"begin 644 data.bin", *lines, b"`", b"end", b"ignored"]) + eol
+    raw = msg(b"Content-Type: application/octet-stream", b"Content-Transfer-Encoding: x-uuencode", body=body)
+    assert parse_message(raw).attachments[0].payload == data
 
 
 # ---------------------------------------------------------------------------
