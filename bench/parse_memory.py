@@ -123,7 +123,6 @@ def child(mode: str, mail_file: str, parser_file: str | None) -> dict:
         result["maxrss_before"] = maxrss_before
         result["rss_before"] = rss_before
         result["maxrss_delta"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - maxrss_before
-        result["rss_after"] = _vm("VmRSS")
     result["payload_bytes"] = sum(len(a.payload) for a in email.attachments)
     result["defects"] = email.defects
     return result
@@ -176,6 +175,9 @@ def main() -> None:
     print(f"maxrss delta:       {rss['maxrss_delta'] / MB:6.1f} MB  "
           f"(RSS before {rss['rss_before'] / MB:.1f} MB, high-water before "
           f"{rss['maxrss_before'] / MB:.1f} MB, after {(rss['maxrss_before'] + rss['maxrss_delta']) / MB:.1f} MB)")
+    if rss["maxrss_before"] > rss["rss_before"] + 4 * MB:
+        print("  (warning: the high-water mark was already above the RSS before the call, so the "
+              "delta understates the parse's peak)")
     print(f"parse time:         {rss['seconds'] * 1000:6.0f} ms  (without tracemalloc)")
     if traced["defects"]:
         print(f"defects: {traced['defects']}")

@@ -9,11 +9,13 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .config import load_config
-from .extensions import csrf, db, login_manager, migrate
+from .extensions import csrf, db, login_manager
 from .validation import MAX_ID
 
 
-def create_app(config: dict | None = None) -> Flask:
+def create_app(config: dict | None = None, *, web: bool = True) -> Flask:
+    """The app. Workers pass web=False: no pages, API, CLI or migrations, so each of the
+    many worker processes carries only what a sync job needs."""
     app = Flask(__name__, instance_relative_config=True)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(load_config(config, instance_path=app.instance_path))
@@ -21,15 +23,18 @@ def create_app(config: dict | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
 
     db.init_app(app)
-    migrate.init_app(
-        app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True
-    )
+    from . import models  # noqa: F401  (register tables)
+    from .imap import models as imap_models  # noqa: F401
+
+    if not web:
+        return app
+
+    from flask_migrate import Migrate
+
+    Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True)
     csrf.init_app(app)
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-
-    from . import models  # noqa: F401  (register tables)
-    from .imap import models as imap_models  # noqa: F401
 
     _register_blueprints(app)
     _register_csrf(app)

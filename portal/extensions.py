@@ -1,7 +1,6 @@
 """Extension objects and the Redis/RQ handles built from the app's config."""
 from flask import current_app
 from flask_login import LoginManager
-from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from redis import Redis
@@ -17,7 +16,6 @@ naming_convention = {
 }
 
 db = SQLAlchemy(metadata=MetaData(naming_convention=naming_convention))
-migrate = Migrate()
 csrf = CSRFProtect()
 login_manager = LoginManager()
 
