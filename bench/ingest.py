@@ -80,7 +80,7 @@ class BenchEnvironment:
                 "SECRET_KEY": "bench-" + secrets.token_urlsafe(32),
                 "DATABASE_URL": self.database_url,
                 "REDIS_URL": self.redis_url,
-                "ATTACHMENT_DIR": str(self.tmp / "attachments"),
+                "ATTACHMENT_DIR": os.environ.get("BENCH_ATTACHMENT_DIR") or str(self.tmp / "attachments"),
             }
             os.environ.update(self.env)  # the worker subprocess inherits the same settings
             self.app = self._create_app()

@@ -6,7 +6,6 @@ so a crash never leaves a truncated file under a valid name.
 import hashlib
 import os
 import tempfile
-from concurrent.futures import Future, ThreadPoolExecutor
 
 
 def path_for(root: str, sha256: str) -> str:
@@ -37,24 +36,3 @@ def store(root: str, content: bytes) -> str:
         raise
     return digest
 
-
-class BackgroundStore:
-    """Stores attachment bytes on a couple of threads while the caller goes on (hashing and
-    file IO release the GIL). Each future's result is the content's sha256, or its error."""
-
-    def __init__(self, root: str, threads: int = 2):
-        self.root = root
-        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="attachment-store")
-
-    def submit(self, content: bytes) -> Future:
-        # Looked up at call time so that tests can put a failing store() in its place.
-        return self.pool.submit(lambda: store(self.root, content))
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

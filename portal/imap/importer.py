@@ -101,8 +101,7 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
             _record_too_large(account, too_large, max_bytes, result)
         batches = list(_batches([i for i in infos if i.size <= max_bytes]))
         directory = Directory(db.session)
-        files = storage.BackgroundStore(current_app.config["ATTACHMENT_DIR"])
-        with files, ImapLane(session) as lane:
+        with ImapLane(session) as lane:
             ahead = lane.fetch(batches[0]) if batches else None
             for index, batch in enumerate(batches):
                 fetched = ahead.result()
@@ -110,7 +109,7 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
                 # Download the next batch while this one is parsed and written, memory permitting.
                 overlap = following is not None and _bytes(batch) + _bytes(following) <= IN_FLIGHT_BYTES
                 ahead = lane.fetch(following) if overlap else None
-                seen = _import_batch(account, fetched, directory, files, result)
+                seen = _import_batch(account, fetched, directory, result)
                 if seen and account.mark_as_read:
                     lane.mark_seen(seen)
                 lane.raise_failures()
@@ -253,13 +252,13 @@ def _parse_all(account, fetched: list[FetchedMessage]):
     return parsed
 
 
-def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, files, result: SyncResult) -> list[int]:
+def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, result: SyncResult) -> list[int]:
     """Decide every message of the batch, write them all, COMMIT once; returns the UIDs to
     mark \\Seen. If the database refuses the batch, it is written again one message per
     SAVEPOINT so that only the message at fault is recorded as failed."""
     parsed = _parse_all(account, fetched)
     directory.prefetch(e.from_.address for _, e, _ in parsed if e is not None and e.from_)
-    decisions = [_settle_files(d) for d in _decide_all(account, parsed, directory, files)]
+    decisions = _decide_all(account, parsed, directory)
     uids = [m.uid for m in fetched]
     try:
         ticket_writer.write(account, decisions, _existing_rows(account, uids))
@@ -313,28 +312,14 @@ def _load_state(emails: list[InboundEmail], account) -> BatchState:
     )
 
 
-def _settle_files(decision: Decision) -> Decision:
-    """Wait for the message's attachment files; a file that could not be stored fails the message."""
-    message = decision.message
-    if message is None or not message.stored:
-        return decision
-    try:
-        for attachment, future in zip(message.attachments, message.stored):
-            attachment["sha256"] = future.result()
-    except Exception as exc:
-        log.error("UID %s: attachment not stored: %s", decision.uid, exc)
-        return _failure(decision.uid, decision.size, decision.audit, exc)
-    return decision
-
-
-def _decide_all(account, parsed, directory: Directory, files) -> list[Decision]:
+def _decide_all(account, parsed, directory: Directory) -> list[Decision]:
     state = _load_state([e for _, e, _ in parsed if e is not None], account)
     decisions = []
     for message, email, parse_error in parsed:
         try:
             if parse_error is not None:
                 raise parse_error
-            decision = _decide(account, message, email, directory, files, state)
+            decision = _decide(account, message, email, directory, state)
         except Exception as exc:
             log.error("Mailbox %s: UID %s failed: %s", account.id, message.uid, exc, exc_info=exc)
             decision = _failure(message.uid, message.size, _audit(email), exc)
@@ -379,7 +364,7 @@ def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], set[int
     return threads, tagged
 
 
-def _decide(account, message: FetchedMessage, email: InboundEmail, directory, files, state: BatchState) -> Decision:
+def _decide(account, message: FetchedMessage, email: InboundEmail, directory, state: BatchState) -> Decision:
     audit = _audit(email)
 
     def skip(outcome, reason, ticket_ref=None):
@@ -413,7 +398,7 @@ def _decide(account, message: FetchedMessage, email: InboundEmail, directory, fi
 
     target = _thread_target(email, state)
     if target is not None:
-        reply = _new_message(email, target, files)
+        reply = _new_message(email, target)
         return Decision(message.uid, "threaded", None, size=message.size, audit=audit, message=reply, ticket_ref=target)
 
     association = directory.associate(sender, account.company_id)
@@ -432,7 +417,7 @@ def _decide(account, message: FetchedMessage, email: InboundEmail, directory, fi
     )
     return Decision(
         message.uid, "imported", None, size=message.size, audit=audit,
-        ticket=ticket, message=_new_message(email, ticket, files), ticket_ref=ticket,
+        ticket=ticket, message=_new_message(email, ticket), ticket_ref=ticket,
     )
 
 
@@ -454,20 +439,20 @@ def _thread_target(email: InboundEmail, state: BatchState):
     return None
 
 
-def _new_message(email: InboundEmail, ticket, files) -> NewMessage:
-    """The message row and its attachments, whose bytes are being stored on disk meanwhile
-    (content-addressed; `_settle_files` waits for them before anything is written)."""
+def _new_message(email: InboundEmail, ticket) -> NewMessage:
+    """The message row and its attachments (bytes stored on disk now, content-addressed)."""
+    root = current_app.config["ATTACHMENT_DIR"]
     attachments = [
         {
             "filename": part.filename[:255],
             "content_type": (part.content_type or "application/octet-stream")[:255],
             "size": len(part.payload),
+            "sha256": storage.store(root, part.payload),
             "content_id": part.content_id[:255] if part.content_id else None,
             "is_inline": part.is_inline,
         }
         for part in email.attachments
     ]
-    stored = [files.submit(part.payload) for part in email.attachments]
     values = {
         "author_email": email.from_.address.lower()[:320] if email.from_ and email.from_.address else None,
         "body_text": email.text or "",
@@ -476,4 +461,4 @@ def _new_message(email: InboundEmail, ticket, files) -> NewMessage:
         "in_reply_to": " ".join(email.in_reply_to) or None,
         "references": " ".join(email.references) or None,
     }
-    return NewMessage(values, attachments, ticket, stored)
+    return NewMessage(values, attachments, ticket)

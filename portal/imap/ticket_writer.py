@@ -22,7 +22,6 @@ class NewMessage:
     values: dict
     attachments: list[dict]
     ticket: "NewTicket | int"  # a ticket made in this batch, or the id of a stored one
-    stored: list = field(default_factory=list)  # futures of the attachment files, one per attachment
 
 
 @dataclass
