@@ -1,11 +1,10 @@
 """/api/imap/... JSON blueprint (super admin only)."""
 from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from ..auth import require_super_admin_api
 from ..extensions import db
-from ..platform.api import json_body, paginated, pagination, reject_unstorable_query_args
+from ..platform.api import json_body, paginated, pagination, reject_unstorable_query_args, register_json_errors
 from ..validation import Conflict, ValidationError
 from . import accounts, audit, schemas, tasks
 from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
@@ -13,23 +12,7 @@ from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
 bp = Blueprint("imap_api", __name__, url_prefix="/api/imap")
 bp.before_request(require_super_admin_api)
 bp.before_request(reject_unstorable_query_args)
-
-
-@bp.errorhandler(ValidationError)
-def validation_failed(error: ValidationError):
-    return jsonify(error=error.message, errors=error.errors), 422
-
-
-@bp.errorhandler(Conflict)
-def conflict(error: Conflict):
-    db.session.rollback()
-    return jsonify(error=error.message, errors={error.field: [error.message]}), 409
-
-
-@bp.errorhandler(IntegrityError)
-def integrity_conflict(error: IntegrityError):
-    db.session.rollback()
-    return jsonify(error="A mailbox with the same name already exists"), 409
+register_json_errors(bp)
 
 
 def account_or_404(account_id: int) -> ImapAccount:

@@ -29,7 +29,7 @@ FIELDS = frozenset({
 })  # plus any "headers.<name>"
 
 # Operator -> kind of value it takes (insertion order is used in messages).
-_VALUE_KINDS = {
+VALUE_KINDS = {
     "equals": "scalar", "not_equals": "scalar",
     "in": "array", "not_in": "array",
     "contains": "string", "not_contains": "string",
@@ -38,7 +38,7 @@ _VALUE_KINDS = {
     "present": "bool", "absent": "bool",
     "gt": "number", "lt": "number",
 }
-OPERATORS = frozenset(_VALUE_KINDS)
+OPERATORS = frozenset(VALUE_KINDS)
 GROUP_KEYS = ("all", "any", "none")
 
 MAX_DEPTH = 20
@@ -131,7 +131,7 @@ def _check_condition(node, path, errors):
         errors.append((path, "several operators (" + ", ".join(f"'{k}'" for k in ops)
                        + "): a condition takes exactly one; combine conditions with 'all'"))
     elif not ops and not unknown:
-        errors.append((path, "missing operator: add one of " + ", ".join(_VALUE_KINDS)))
+        errors.append((path, "missing operator: add one of " + ", ".join(VALUE_KINDS)))
     for op in ops:
         msg = _check_value(op, node[op])
         if msg:
@@ -143,7 +143,7 @@ def _known_field(field: str) -> bool:
 
 
 def _check_value(op, value):
-    kind = _VALUE_KINDS[op]
+    kind = VALUE_KINDS[op]
     if kind == "scalar" and not _is_scalar(value):
         return f"operator '{op}' expects a string, number or boolean"
     if kind == "array" and not (isinstance(value, list) and all(_is_scalar(v) for v in value)):

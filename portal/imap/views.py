@@ -264,9 +264,7 @@ def test_connection_view():
 @bp.get("/<id:account_id>")
 def detail(account_id):
     account = account_or_404(account_id)
-    runs = list(
-        db.session.scalars(select(SyncRun).where(SyncRun.account_id == account.id).order_by(SyncRun.id.desc()).limit(RUNS_SHOWN))
-    )
+    runs = recent_runs(account)
     next_run = scheduling.next_run_times([account.id]).get(account.id)
     upcoming = scheduling.next_runs(account.schedule_cron, 3) if account.active else []
     return render_template(
@@ -278,6 +276,11 @@ def detail(account_id):
         describe=describe,
         **messages_context(account),
     )
+
+
+def recent_runs(account) -> list[SyncRun]:
+    query = select(SyncRun).where(SyncRun.account_id == account.id).order_by(SyncRun.id.desc()).limit(RUNS_SHOWN)
+    return list(db.session.scalars(query))
 
 
 def messages_context(account) -> dict:
@@ -315,10 +318,7 @@ def messages(account_id):
 @bp.get("/<id:account_id>/runs")
 def runs(account_id):
     account = account_or_404(account_id)
-    rows = list(
-        db.session.scalars(select(SyncRun).where(SyncRun.account_id == account.id).order_by(SyncRun.id.desc()).limit(RUNS_SHOWN))
-    )
-    return render_template("imap/_runs.html", account=account, runs=rows)
+    return render_template("imap/_runs.html", account=account, runs=recent_runs(account))
 
 
 @bp.post("/<id:account_id>/messages/<id:message_id>/retry")

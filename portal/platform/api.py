@@ -14,21 +14,25 @@ bp = Blueprint("platform_api", __name__, url_prefix="/api")
 bp.before_request(require_super_admin_api)
 
 
-@bp.errorhandler(ValidationError)
-def validation_failed(error: ValidationError):
-    return jsonify(error=error.message, errors=error.errors), 422
+def register_json_errors(blueprint: Blueprint) -> None:
+    """422 for invalid payloads, 409 for taken unique values (also when two requests race)."""
+
+    @blueprint.errorhandler(ValidationError)
+    def validation_failed(error: ValidationError):
+        return jsonify(error=error.message, errors=error.errors), 422
+
+    @blueprint.errorhandler(Conflict)
+    def conflict(error: Conflict):
+        db.session.rollback()
+        return jsonify(error=error.message, errors={error.field: [error.message]}), 409
+
+    @blueprint.errorhandler(IntegrityError)
+    def integrity_conflict(error: IntegrityError):
+        db.session.rollback()
+        return jsonify(error="A record with the same unique value already exists"), 409
 
 
-@bp.errorhandler(Conflict)
-def conflict(error: Conflict):
-    db.session.rollback()
-    return jsonify(error=error.message, errors={error.field: [error.message]}), 409
-
-
-@bp.errorhandler(IntegrityError)
-def integrity_conflict(error: IntegrityError):
-    db.session.rollback()
-    return jsonify(error="A record with the same unique value already exists"), 409
+register_json_errors(bp)
 
 
 def json_body() -> dict:

@@ -9,49 +9,26 @@ document against the app with schemathesis.
 """
 from copy import deepcopy
 
+from .. import models, validation
+from ..imap import filters, schemas
+from ..imap import models as imap_models
+
 OPENAPI_VERSION = "3.1.0"
 
-# Kept in step with the code (plain literals so this module needs no app imports).
-TICKET_STATUSES = ["open", "pending", "closed"]
-TICKET_PRIORITIES = ["low", "normal", "high", "urgent"]
-TICKET_SOURCES = ["email", "web", "api"]
-SECURITY_MODES = ["ssl", "starttls", "none"]
-OUTCOMES = [
-    "imported",
-    "threaded",
-    "skipped_filter",
-    "skipped_unknown_sender",
-    "skipped_auto_reply",
-    "skipped_too_large",
-    "duplicate",
-    "failed",
-]
-RUN_TRIGGERS = ["manual", "scheduled", "bulk"]
-RUN_STATUSES = ["queued", "running", "succeeded", "completed_with_errors", "failed", "deferred", "skipped"]
-FILTER_FIELDS = [
-    "subject", "body", "message_id",
-    "from.address", "from.addresses", "from.domain", "from.domains", "from.raw",
-    "to", "cc", "bcc", "to_domains", "cc_domains",
-    "reply_to.addresses", "sender.addresses",
-    "mailbox.folder", "mailbox.name",
-    "is_unread", "is_read", "flags",
-    "account.id", "account.name", "account.company_id",
-    "has_attachments", "size",
-]
-# Operator -> kind of value (portal/imap/filters.py _VALUE_KINDS).
-FILTER_OPERATORS = {
-    "equals": "scalar", "not_equals": "scalar",
-    "in": "array", "not_in": "array",
-    "contains": "string", "not_contains": "string",
-    "starts_with": "string", "ends_with": "string",
-    "matches": "regex", "not_matches": "regex",
-    "present": "bool", "absent": "bool",
-    "gt": "number", "lt": "number",
-}
-MAX_FILTER_PATTERN = 500
-MAX_PRIORITY = 32767
-# Ids are INTEGER columns (int4 on PostgreSQL).
-MAX_ID = 2147483647
+# Taken from the code, so the document cannot drift from it.
+TICKET_STATUSES = list(models.TICKET_STATUSES)
+TICKET_PRIORITIES = list(models.TICKET_PRIORITIES)
+TICKET_SOURCES = list(models.TICKET_SOURCES)
+SECURITY_MODES = list(schemas.SECURITY_MODES)
+OUTCOMES = list(imap_models.OUTCOMES)
+RUN_TRIGGERS = list(imap_models.RUN_TRIGGERS)
+RUN_STATUSES = list(imap_models.RUN_STATUSES)
+FILTER_FIELDS = sorted(filters.FIELDS)
+# Operator -> kind of value.
+FILTER_OPERATORS = dict(filters.VALUE_KINDS)
+MAX_FILTER_PATTERN = filters.MAX_PATTERN_LENGTH
+MAX_PRIORITY = schemas.MAX_PRIORITY
+MAX_ID = validation.MAX_ID
 
 # Checker.email: EMAIL_RE in portal/validation.py.
 EMAIL_PATTERN = r'^[^@\s<>"]+@[^@\s<>"]+\.[^@\s<>"]+$'

@@ -1,14 +1,14 @@
 """Browser tests: the app served on a free loopback port, driven by Playwright in Debian's Chromium."""
 import os
 import subprocess
-import sys
 import threading
 
 import pytest
 from werkzeug.serving import make_server
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARTIFACTS = os.path.join(ROOT, "tests", "artifacts")
+from tests.support import processes
+
+ARTIFACTS = os.path.join(processes.ROOT, "tests", "artifacts")
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
 
@@ -38,21 +38,9 @@ def live_server(app):
 @pytest.fixture
 def worker(app):
     """A real `python worker.py` for the duration of one test."""
-    env = dict(
-        os.environ,
-        PORTAL_ENV="testing",
-        SECRET_KEY=app.config["SECRET_KEY"],
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=app.config["REDIS_URL"],
-        ATTACHMENT_DIR=app.config["ATTACHMENT_DIR"],
-    )
-    proc = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = processes.start(app, "worker.py", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    processes.stop(proc)
 
 
 @pytest.fixture

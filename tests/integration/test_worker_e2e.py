@@ -1,7 +1,5 @@
 """End to end: `python worker.py` and `python scheduler.py` as real processes import mail on a cron schedule."""
-import os
 import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -11,37 +9,22 @@ from sqlalchemy import select
 from portal.extensions import db, get_redis, get_scheduler
 from portal.imap.models import SyncRun
 from tests.integration.imap_helpers import ticket_count, tickets
+from tests.support import processes
 from tests.support.mail import make_email
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
-def processes(app):
+def start_process(app):
     started = []
-    env = dict(
-        os.environ,
-        PORTAL_ENV="testing",
-        SECRET_KEY=app.config["SECRET_KEY"],
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=app.config["REDIS_URL"],
-        ATTACHMENT_DIR=app.config["ATTACHMENT_DIR"],
-    )
 
     def start(*args):
-        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = processes.start(app, *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         started.append(proc)
         return proc
 
     yield start
     for proc in started:
-        proc.terminate()
-    for proc in started:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.stop(proc)
 
 
 def wait_for(predicate, timeout=30.0):
@@ -54,7 +37,7 @@ def wait_for(predicate, timeout=30.0):
     return False
 
 
-def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_account, processes):
+def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_account, start_process):
     imap_account.append(make_email(subject="Scheduled import"))
     created = api.post(
         "/api/imap/accounts",
@@ -69,8 +52,8 @@ def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_ac
         },
     ).json
     get_redis().flushdb()  # the scheduler process must rebuild the cron job from the database on start
-    scheduler_proc = processes("scheduler.py", "--interval", "0.5")
-    worker_proc = processes("worker.py")
+    scheduler_proc = start_process("scheduler.py", "--interval", "0.5")
+    worker_proc = start_process("worker.py")
     scheduler = get_scheduler()
     assert wait_for(lambda: "imap_sync-%d" % created["id"] in scheduler, timeout=20), "scheduler did not reconcile"
     # Bring the next cron tick forward so the test need not wait for the minute to turn.

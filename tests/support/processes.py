@@ -1,0 +1,31 @@
+"""The project's own processes (worker.py, scheduler.py) started for a test, on the test's app settings."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def app_environment(app) -> dict:
+    return dict(
+        os.environ,
+        PORTAL_ENV="testing",
+        SECRET_KEY=app.config["SECRET_KEY"],
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        ATTACHMENT_DIR=app.config["ATTACHMENT_DIR"],
+    )
+
+
+def start(app, *args, **popen_kwargs) -> subprocess.Popen:
+    """`python <args>` from the project root with the app's settings."""
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=app_environment(app), **popen_kwargs)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
