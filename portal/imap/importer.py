@@ -17,7 +17,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import crypto, storage
-from ..extensions import db
+from ..extensions import commits_are_durable, db, set_durable_commits
 from ..models import Ticket, TicketMessage
 from . import filters, ticket_writer
 from .association import Directory
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BATCH_MESSAGES = 200
 BATCH_BYTES = 8 * 1024 * 1024
 IN_FLIGHT_BYTES = 16 * 1024 * 1024  # at most this much raw mail held while the next batch downloads
+SEEN_EVERY = 1000  # \Seen is stored in groups, each after one durability barrier
 TICKET_REF = re.compile(r"\[#(\d{1,12})\]")
 # Outcomes that mean "this message already lives in a ticket".
 DELIVERED = ("imported", "threaded")
@@ -89,7 +90,7 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
             above_uid=0 if account.process_unread_only else account.last_seen_uid,
         )
         candidates, unseen_delivered = _candidates(account, found)
-        if unseen_delivered and account.mark_as_read:
+        if unseen_delivered and account.mark_as_read and commits_are_durable():
             # Imported earlier but the run stopped before \Seen was stored.
             session.mark_seen(unseen_delivered)
         if not candidates:
@@ -101,22 +102,47 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
             _record_too_large(account, too_large, max_bytes, result)
         batches = list(_batches([i for i in infos if i.size <= max_bytes]))
         directory = Directory(db.session)
-        with ImapLane(session) as lane:
-            ahead = lane.fetch(batches[0]) if batches else None
-            for index, batch in enumerate(batches):
-                fetched = ahead.result()
-                following = batches[index + 1] if index + 1 < len(batches) else None
-                # Download the next batch while this one is parsed and written, memory permitting.
-                overlap = following is not None and _bytes(batch) + _bytes(following) <= IN_FLIGHT_BYTES
-                ahead = lane.fetch(following) if overlap else None
-                seen = _import_batch(account, fetched, directory, result)
-                if seen and account.mark_as_read:
-                    lane.mark_seen(seen)
-                lane.raise_failures()
-                heartbeat()
-                if following is not None and ahead is None:
-                    ahead = lane.fetch(following)
+        unmarked: list[int] = []  # imported, committed, not yet \Seen
+        try:
+            with ImapLane(session) as lane:
+                ahead = lane.fetch(batches[0]) if batches else None
+                for index, batch in enumerate(batches):
+                    fetched = ahead.result()
+                    following = batches[index + 1] if index + 1 < len(batches) else None
+                    # Download the next batch while this one is parsed and written, memory permitting.
+                    overlap = following is not None and _bytes(batch) + _bytes(following) <= IN_FLIGHT_BYTES
+                    ahead = lane.fetch(following) if overlap else None
+                    # \Seen is stored every SEEN_EVERY messages and at the end, each time right
+                    # after a durable commit: never for a row a power cut could still take back.
+                    mark_now = account.mark_as_read and (
+                        following is None or len(unmarked) + len(batch) >= SEEN_EVERY
+                    )
+                    delivered = _import_batch(account, fetched, directory, result, durable=mark_now)
+                    if account.mark_as_read:
+                        unmarked += delivered
+                    if mark_now and unmarked:
+                        lane.mark_seen(unmarked)
+                        unmarked = []
+                    lane.raise_failures()
+                    heartbeat()
+                    if following is not None and ahead is None:
+                        ahead = lane.fetch(following)
+        finally:
+            if unmarked:  # the run is failing: still mark what was imported, if the server lets us
+                try:
+                    _mark_seen_once_durable(session.mark_seen, unmarked)
+                except Exception as exc:
+                    log.warning("Mailbox %s: could not mark %d imported message(s) \\Seen: %s", account.id, len(unmarked), exc)
     return result
+
+
+def _mark_seen_once_durable(mark_seen, uids: list[int]) -> None:
+    """\\Seen only for messages whose rows would survive a power loss. When the database
+    cannot promise that now, they stay unseen: the next run finds them recorded and marks them."""
+    if commits_are_durable():
+        mark_seen(uids)
+    else:
+        log.warning("Database busy: %d message(s) will be marked \\Seen on the next run", len(uids))
 
 
 class ImapLane:
@@ -252,24 +278,33 @@ def _parse_all(account, fetched: list[FetchedMessage]):
     return parsed
 
 
-def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, result: SyncResult) -> list[int]:
-    """Decide every message of the batch, write them all, COMMIT once; returns the UIDs to
-    mark \\Seen. If the database refuses the batch, it is written again one message per
-    SAVEPOINT so that only the message at fault is recorded as failed."""
+def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, result: SyncResult, *, durable=False) -> list[int]:
+    """Decide every message of the batch, write them all, COMMIT once (durably if asked);
+    returns the UIDs to mark \\Seen. If the database refuses the batch, it is written again
+    one message per SAVEPOINT so that only the message at fault is recorded as failed."""
     parsed = _parse_all(account, fetched)
     directory.prefetch(e.from_.address for _, e, _ in parsed if e is not None and e.from_)
     decisions = _decide_all(account, parsed, directory)
     uids = [m.uid for m in fetched]
+    existing = _existing_rows(account, uids)
     try:
-        ticket_writer.write(account, decisions, _existing_rows(account, uids))
-        _advance(account, uids)
-        db.session.commit()
-    except (SQLAlchemyError, UnwrittenTicket):
-        db.session.rollback()
-        log.warning("Mailbox %s: batch write failed; writing it message by message", account.id, exc_info=True)
-        decisions = _write_one_by_one(account, decisions, uids)
-        _advance(account, uids)
-        db.session.commit()
+        if durable:
+            set_durable_commits(True)
+        try:
+            ticket_writer.write(account, decisions, existing)
+            _advance(account, uids)
+            db.session.commit()
+        except (SQLAlchemyError, UnwrittenTicket):
+            db.session.rollback()
+            log.warning("Mailbox %s: batch write failed; writing it message by message", account.id, exc_info=True)
+            if durable:
+                set_durable_commits(True)
+            decisions = _write_one_by_one(account, decisions, uids)
+            _advance(account, uids)
+            db.session.commit()
+    finally:
+        if durable:
+            set_durable_commits(False)
     for d in decisions:
         result.counts[d.outcome] += 1
         if d.outcome == "failed":

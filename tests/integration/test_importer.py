@@ -299,3 +299,86 @@ def test_a_batch_the_database_refuses_is_written_one_message_at_a_time(app_ctx, 
     assert row.outcome == "failed" and "value too long" in row.reason and row.subject == "Poison row"
     flags = imap_account.flags()
     assert "\\Seen" not in flags[poison] and sum("\\Seen" in f for f in flags.values()) == 2
+
+
+def test_seen_is_repaired_only_once_the_database_is_durable(app_ctx, imap_account, mailbox, monkeypatch):
+    from portal.imap import importer
+    from portal.imap.client import ImapSession
+
+    uids = [imap_account.append(make_email(subject=f"D{n}")) for n in range(3)]
+    monkeypatch.setattr(ImapSession, "mark_seen", lambda self, uids: (_ for _ in ()).throw(ConnectionResetError("gone")))
+    assert sync(mailbox)["status"] == "failed"  # imported and committed, \Seen never stored
+    monkeypatch.undo()
+    monkeypatch.setattr(importer, "commits_are_durable", lambda: False)  # e.g. SQLite checkpoint busy
+    assert sync(mailbox)["counts"] == {}
+    assert not any("\\Seen" in imap_account.flags()[uid] for uid in uids)
+    monkeypatch.undo()
+    assert sync(mailbox)["counts"] == {}
+    assert all("\\Seen" in imap_account.flags()[uid] for uid in uids)
+    assert ticket_count() == 3
+
+
+def test_the_commit_before_seen_is_durable(app_ctx, imap_account, mailbox):
+    from sqlalchemy import event
+
+    statements = []
+    engine = db.engine
+    listener = lambda conn, cursor, statement, *args: statements.append(statement)  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        imap_account.append(make_email(subject="Durable"))
+        assert sync(mailbox)["counts"] == {"imported": 1}
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    pragmas = [s for s in statements if s.startswith("PRAGMA synchronous")]
+    if engine.dialect.name == "sqlite":
+        assert pragmas == ["PRAGMA synchronous=FULL", "PRAGMA synchronous=NORMAL"]
+        inserts = [i for i, s in enumerate(statements) if s.startswith("INSERT INTO tickets")]
+        assert statements.index("PRAGMA synchronous=FULL") < inserts[0]
+    else:
+        assert pragmas == []  # PostgreSQL commits are durable as they are
+
+
+def test_commits_are_durable_on_this_database(app_ctx):
+    from portal.extensions import commits_are_durable
+
+    assert commits_are_durable() is True
+
+
+def test_seen_is_stored_in_groups_across_batches(app_ctx, imap_account, mailbox, monkeypatch):
+    from portal.imap import importer
+    from portal.imap.client import ImapSession
+
+    monkeypatch.setattr(importer, "BATCH_MESSAGES", 2)
+    monkeypatch.setattr(importer, "SEEN_EVERY", 3)
+    marked = []
+    real_mark = ImapSession.mark_seen
+    monkeypatch.setattr(ImapSession, "mark_seen", lambda self, uids: (marked.append(list(uids)), real_mark(self, uids))[1])
+    uids = imap_account.append_many([make_email(subject=f"G{n}") for n in range(7)])
+    assert sync(mailbox)["counts"] == {"imported": 7}
+    assert marked == [uids[:4], uids[4:]]
+    assert all("\\Seen" in flags for flags in imap_account.flags().values())
+
+
+def test_all_mail_mode_marks_what_it_imported_when_a_later_batch_fails(app_ctx, imap_account, monkeypatch):
+    from portal.imap import importer
+    from portal.imap.client import ImapError, ImapSession
+
+    mailbox = create_mailbox(imap_account, process_unread_only=False)
+    monkeypatch.setattr(importer, "BATCH_MESSAGES", 2)
+    uids = imap_account.append_many([make_email(subject=f"A{n}") for n in range(4)])
+    real_fetch = ImapSession.fetch_messages
+
+    def second_batch_fails(self, wanted, *args, **kwargs):
+        if wanted[0] == uids[2]:
+            raise ImapError("Connection lost while fetching")
+        return real_fetch(self, wanted, *args, **kwargs)
+
+    monkeypatch.setattr(ImapSession, "fetch_messages", second_batch_fails)
+    result = sync(mailbox)
+    assert result["status"] == "failed" and "Connection lost" in result["error"]
+    flags = imap_account.flags()
+    assert ["\\Seen" in flags[uid] for uid in uids] == [True, True, False, False]
+    monkeypatch.undo()
+    assert sync(mailbox)["counts"] == {"imported": 2}
+    assert ticket_count() == 4
