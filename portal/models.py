@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, orm_insert_sentinel, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -145,7 +145,7 @@ class TicketMessage(db.Model):
 
 
 class Attachment(db.Model):
-    """Metadata; the bytes live content-addressed on disk (see portal.storage)."""
+    """Metadata; the bytes live content-addressed in attachment_blobs or on disk (portal.storage)."""
 
     __tablename__ = "attachments"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -158,9 +158,19 @@ class Attachment(db.Model):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     content_id: Mapped[str | None] = mapped_column(String(255))
     is_inline: Mapped[bool] = mapped_column(default=False)
+    # True: the bytes are in attachment_blobs; False: on disk (see portal/storage.py).
+    in_database: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     message: Mapped[TicketMessage] = relationship(back_populates="attachments")
+
+
+class AttachmentBlob(db.Model):
+    """Attachment bytes up to storage.INLINE_MAX_BYTES, once per distinct content."""
+
+    __tablename__ = "attachment_blobs"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ApiToken(db.Model):

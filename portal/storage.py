@@ -1,11 +1,28 @@
-"""Attachment bytes, stored content-addressed on disk: ATTACHMENT_DIR/ab/<sha256>.
+"""Where attachment bytes live, content-addressed by sha256 and stored once each:
 
-Identical files are stored once. Files are written to a temporary name and renamed,
-so a crash never leaves a truncated file under a valid name.
+- up to INLINE_MAX_BYTES, in the database (table attachment_blobs), written in the same
+  transaction as the ticket: atomic with it, and no file to create per attachment;
+- larger ones on disk, ATTACHMENT_DIR/ab/<sha256>, written to a temporary name and renamed
+  (so a crash never leaves a truncated file under a valid name) before the ticket commits.
 """
 import hashlib
 import os
 import tempfile
+from dataclasses import dataclass
+
+INLINE_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Kept:
+    sha256: str
+    blob: bytes | None  # the bytes to keep in the database; None when they are on disk
+
+
+def keep(root: str, content: bytes) -> Kept:
+    if len(content) <= INLINE_MAX_BYTES:
+        return Kept(hashlib.sha256(content).hexdigest(), content)
+    return Kept(store(root, content), None)
 
 
 def path_for(root: str, sha256: str) -> str:

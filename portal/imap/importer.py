@@ -475,19 +475,25 @@ def _thread_target(email: InboundEmail, state: BatchState):
 
 
 def _new_message(email: InboundEmail, ticket) -> NewMessage:
-    """The message row and its attachments (bytes stored on disk now, content-addressed)."""
+    """The message row and its attachments: small ones travel with the rows into the database,
+    large ones are stored on disk now (see portal/storage.py)."""
     root = current_app.config["ATTACHMENT_DIR"]
-    attachments = [
-        {
-            "filename": part.filename[:255],
-            "content_type": (part.content_type or "application/octet-stream")[:255],
-            "size": len(part.payload),
-            "sha256": storage.store(root, part.payload),
-            "content_id": part.content_id[:255] if part.content_id else None,
-            "is_inline": part.is_inline,
-        }
-        for part in email.attachments
-    ]
+    attachments, blobs = [], {}
+    for part in email.attachments:
+        kept = storage.keep(root, part.payload)
+        if kept.blob is not None:
+            blobs[kept.sha256] = kept.blob
+        attachments.append(
+            {
+                "filename": part.filename[:255],
+                "content_type": (part.content_type or "application/octet-stream")[:255],
+                "size": len(part.payload),
+                "sha256": kept.sha256,
+                "in_database": kept.blob is not None,
+                "content_id": part.content_id[:255] if part.content_id else None,
+                "is_inline": part.is_inline,
+            }
+        )
     values = {
         "author_email": email.from_.address.lower()[:320] if email.from_ and email.from_.address else None,
         "body_text": email.text or "",
@@ -496,4 +502,4 @@ def _new_message(email: InboundEmail, ticket) -> NewMessage:
         "in_reply_to": " ".join(email.in_reply_to) or None,
         "references": " ".join(email.references) or None,
     }
-    return NewMessage(values, attachments, ticket)
+    return NewMessage(values, attachments, ticket, blobs)

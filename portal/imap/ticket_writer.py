@@ -5,9 +5,11 @@ Decisions are made in Python first (importer.py); nothing here decides anything.
 from dataclasses import dataclass, field
 
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from ..extensions import db
-from ..models import Attachment, Ticket, TicketMessage, utcnow
+from ..models import Attachment, AttachmentBlob, Ticket, TicketMessage, utcnow
 from .models import ProcessedMessage
 
 
@@ -22,6 +24,7 @@ class NewMessage:
     values: dict
     attachments: list[dict]
     ticket: "NewTicket | int"  # a ticket made in this batch, or the id of a stored one
+    blobs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> bytes kept in the database
 
 
 @dataclass
@@ -73,9 +76,19 @@ def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessa
         ]
         if attachments:
             connection.execute(Attachment.__table__.insert(), attachments)
+        _insert_blobs(connection, {sha: blob for m in messages for sha, blob in m.blobs.items()})
 
     _touch_replied_tickets([m.ticket for m in messages if not isinstance(m.ticket, NewTicket)])
     _write_audit(account, decisions, existing)
+
+
+def _insert_blobs(connection, blobs: dict[str, bytes]) -> None:
+    """Each distinct content once: a blob another message already stored is left as it is."""
+    if not blobs:
+        return
+    dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+    statement = dialect_insert(AttachmentBlob.__table__).on_conflict_do_nothing(index_elements=["sha256"])
+    connection.execute(statement, [{"sha256": sha, "content": blob} for sha, blob in blobs.items()])
 
 
 def _insert_returning_id(model):

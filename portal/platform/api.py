@@ -1,4 +1,6 @@
 """Platform JSON API: companies, staff, users, tickets (super admin only)."""
+import io
+
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -6,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import storage
 from ..auth import require_super_admin_api
 from ..extensions import db
-from ..models import Attachment, Company, CompanyDomain, Staff, Ticket, User, normalize_email
+from ..models import Attachment, AttachmentBlob, Company, CompanyDomain, Staff, Ticket, User, normalize_email
 from ..validation import MAX_ID, Checker, Conflict, ValidationError, normalize_domain, parse_id
 from .serializers import company_json, staff_json, ticket_json, user_json
 
@@ -334,15 +336,21 @@ def download_attachment(attachment_id):
     return send_attachment(get_or_404(Attachment, attachment_id))
 
 
-def send_attachment(attachment: Attachment):
-    path = storage.path_for(current_app.config["ATTACHMENT_DIR"], attachment.sha256)
-    # Served as a download, never rendered inline: the content is untrusted.
-    response = send_file(
-        path,
-        mimetype="application/octet-stream",
-        as_attachment=True,
-        download_name=attachment.filename,
-    )
+def send_attachment(attachment: Attachment, *, inline: bool = False):
+    """The attachment's bytes. Downloads are never rendered by the browser (the content is
+    untrusted); `inline` is only used for the raster images a message shows."""
+    if attachment.in_database:
+        blob = db.session.get(AttachmentBlob, attachment.sha256)
+        if blob is None:
+            abort(404, description="Attachment content is missing")
+        source = io.BytesIO(blob.content)
+    else:
+        source = storage.path_for(current_app.config["ATTACHMENT_DIR"], attachment.sha256)
+    if inline:
+        response = send_file(source, mimetype=attachment.content_type)
+        response.headers["Content-Security-Policy"] = "default-src 'none'"
+    else:
+        response = send_file(source, mimetype="application/octet-stream", as_attachment=True, download_name=attachment.filename)
+        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response

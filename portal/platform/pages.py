@@ -1,11 +1,10 @@
 """Server-rendered platform pages: tickets and companies (super admin only)."""
 import re
 
-from flask import Blueprint, abort, current_app, render_template, request, send_file
+from flask import Blueprint, abort, render_template, request
 from markupsafe import Markup
 from sqlalchemy import func, select
 
-from .. import storage
 from ..auth import require_super_admin_page
 from ..extensions import db
 from ..models import Attachment, Company, Ticket
@@ -66,14 +65,12 @@ def attachment_download(attachment_id):
 
 @bp.get("/tickets/attachments/<id:attachment_id>/inline")
 def attachment_inline(attachment_id):
+    from .api import send_attachment
+
     attachment = db.session.get(Attachment, attachment_id)
     if attachment is None or attachment.content_type not in INLINE_IMAGE_TYPES:
         abort(404, description="Inline image not found")
-    path = storage.path_for(current_app.config["ATTACHMENT_DIR"], attachment.sha256)
-    response = send_file(path, mimetype=attachment.content_type)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'"
-    return response
+    return send_attachment(attachment, inline=True)
 
 
 @bp.get("/companies")

@@ -178,14 +178,14 @@ def test_one_malformed_message_among_fifty_good_ones(app_ctx, imap_account, mail
 def test_failed_message_is_retried_three_times_then_dead_lettered(api, app_ctx, imap_account, mailbox, monkeypatch):
     from portal import storage
 
-    real_store = storage.store
+    real_keep = storage.keep
 
-    def failing_store(root, content):
+    def failing_keep(root, content):
         if content == b"POISON":
             raise OSError("disk full")
-        return real_store(root, content)
+        return real_keep(root, content)
 
-    monkeypatch.setattr(storage, "store", failing_store)
+    monkeypatch.setattr(storage, "keep", failing_keep)
     bad = imap_account.append(make_email(subject="Poison", attachments=[("p.txt", "text/plain", b"POISON")]))
     imap_account.append(make_email(subject="Fine"))
     first = sync(mailbox)
@@ -202,7 +202,7 @@ def test_failed_message_is_retried_three_times_then_dead_lettered(api, app_ctx, 
     assert sync(mailbox)["counts"] == {}  # dead letter: no more automatic attempts
     assert ticket_count() == 1
 
-    monkeypatch.setattr(storage, "store", real_store)
+    monkeypatch.setattr(storage, "keep", real_keep)
     retry = api.post(f"/api/imap/accounts/{mailbox.id}/messages/{row.id}/retry")
     assert retry.status_code == 202
     assert api.post(f"/api/imap/accounts/{mailbox.id}/messages/{row.id}/retry").status_code == 202

@@ -2,7 +2,7 @@
 import pytest
 
 from portal.extensions import db
-from portal.models import Company, CompanyDomain, Staff
+from portal.models import AttachmentBlob, Company, CompanyDomain, Staff
 from tests.conftest import make_user
 from tests.integration.imap_helpers import create_mailbox, sync, ticket_count, tickets
 from tests.support.mail import make_email
@@ -49,9 +49,6 @@ def test_rfc2047_subject_and_windows_paths_kept_exactly(app_ctx, imap_account):
 
 def test_html_is_sanitised_and_inline_images_and_attachments_are_kept(app, app_ctx, imap_account):
     import base64
-    import os
-
-    from portal import storage
 
     mailbox = create_mailbox(imap_account)
     png = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
@@ -74,9 +71,28 @@ def test_html_is_sanitised_and_inline_images_and_attachments_are_kept(app, app_c
     assert message.body_text.strip().startswith("See")
     [image] = message.attachments
     assert image.filename == "shot.png" and image.content_id == "shot@acme" and image.is_inline
-    assert image.size == len(png)
-    with open(storage.path_for(app.config["ATTACHMENT_DIR"], image.sha256), "rb") as handle:
-        assert handle.read() == png
+    assert image.size == len(png) and image.in_database
+    assert db.session.get(AttachmentBlob, image.sha256).content == png
+
+
+def test_small_attachments_live_in_the_database_large_ones_on_disk(app, app_ctx, api, imap_account):
+    import os
+
+    from portal import storage
+
+    mailbox = create_mailbox(imap_account)
+    small = b"%PDF-1.4 small report"
+    large = os.urandom(storage.INLINE_MAX_BYTES + 1000)
+    imap_account.append(make_email(subject="Files", attachments=[("r.pdf", "application/pdf", small), ("dump.bin", "application/octet-stream", large)]))
+    imap_account.append(make_email(subject="Same file again", attachments=[("copy.pdf", "application/pdf", small)]))
+    assert sync(mailbox)["counts"] == {"imported": 2}
+    first = tickets()[0].messages[0].attachments
+    by_name = {a.filename: a for a in first}
+    assert by_name["r.pdf"].in_database and not by_name["dump.bin"].in_database
+    assert os.path.getsize(storage.path_for(app.config["ATTACHMENT_DIR"], by_name["dump.bin"].sha256)) == len(large)
+    assert db.session.query(AttachmentBlob).count() == 1  # the same content is kept once
+    assert api.get(f"/api/attachments/{by_name['r.pdf'].id}").data == small
+    assert api.get(f"/api/attachments/{by_name['dump.bin'].id}").data == large
 
 
 def test_association_by_domain_staff_mailbox_company_and_user(app_ctx, imap_account):
