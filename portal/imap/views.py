@@ -88,8 +88,8 @@ def render_row(account: ImapAccount, extra: str = "") -> str:
 # --- list ----------------------------------------------------------------------
 
 
-@bp.get("")
 @bp.get("/")
+@bp.get("")
 def index():
     q = (request.args.get("q") or "").replace("\x00", "").strip()
     query = select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)
