@@ -6,6 +6,7 @@ same transaction; \\Seen is set only after that commit. A crash anywhere leaves 
 no row (the message is fetched again) or a committed row (the message is never turned
 into a second ticket; a missing \\Seen is repaired on the next run).
 """
+import ctypes
 import logging
 import re
 from collections import Counter
@@ -126,6 +127,8 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
                     lane.raise_failures()
                     heartbeat()
                     if following is not None and ahead is None:
+                        if _bytes(following) > IN_FLIGHT_BYTES:
+                            release_free_memory()  # a huge message comes next: start it from a lean heap
                         ahead = lane.fetch(following)
         finally:
             if unmarked:  # the run is failing: still mark what was imported, if the server lets us
@@ -176,6 +179,15 @@ class ImapLane:
         if exc_type is None:
             for future in self.marks:
                 future.result()
+
+
+def release_free_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc keeps it by default), so that the peak of
+    a huge message adds to what is in use, not to what earlier batches left behind."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def _bytes(batch) -> int:
