@@ -160,34 +160,30 @@ def _render_form(form, account, errors, status=200):
 
 @bp.route("/new", methods=["GET", "POST"])
 def create():
-    form = MailboxForm()
-    form.set_companies(_companies())
-    if request.method == "POST" and form.validate():
-        account, errors = _save(form, None)
-        if not errors:
-            flash(_saved_message(account, "created"), "info")
-            return redirect(url_for(".detail", account_id=account.id))
-        return _render_form(form, None, errors, 422)
-    if request.method == "POST":
-        return _render_form(form, None, {"csrf_token": ["The form expired; submit it again."]}, 400)
-    return _render_form(form, None, {})
+    return _form_page(None)
 
 
 @bp.route("/<id:account_id>/edit", methods=["GET", "POST"])
 def edit(account_id):
-    account = account_or_404(account_id)
+    return _form_page(account_or_404(account_id))
+
+
+def _form_page(account: ImapAccount | None):
+    """The create (account None) and edit form: shown, or saved and then the mailbox page."""
     form = MailboxForm()
     form.set_companies(_companies())
-    if request.method == "POST" and form.validate():
-        saved, errors = _save(form, account)
-        if not errors:
-            flash(_saved_message(saved, "saved"), "info")
-            return redirect(url_for(".detail", account_id=saved.id))
+    if request.method == "GET":
+        if account is not None:
+            form.load(account)
+        return _render_form(form, account, {})
+    if not form.validate():
+        return _render_form(form, account, {"csrf_token": ["The form expired; submit it again."]}, 400)
+    saved, errors = _save(form, account)
+    if errors:
         db.session.rollback()
         return _render_form(form, account, errors, 422)
-    if request.method == "GET":
-        form.load(account)
-    return _render_form(form, account, {})
+    flash(_saved_message(saved, "saved" if account else "created"), "info")
+    return redirect(url_for(".detail", account_id=saved.id))
 
 
 def _saved_message(account, verb):
