@@ -12,7 +12,7 @@ from sqlalchemy import func, or_, select
 from .. import crypto
 from ..auth import require_super_admin_page
 from ..extensions import db
-from ..models import Company, isoformat
+from ..models import Company
 from ..validation import Conflict, ValidationError
 from . import accounts, audit, filters, maintenance, scheduling, schemas, tasks
 from .client import ConnectionSettings, ImapError, test_connection

@@ -1,8 +1,6 @@
 """GET /api/openapi.json."""
 from flask import Blueprint, jsonify
 
-from ..auth import require_super_admin_api
-
 bp = Blueprint("openapi", __name__, url_prefix="/api")
 
 

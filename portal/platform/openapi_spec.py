@@ -320,7 +320,7 @@ def filter_schemas() -> dict:
             "description": "A filter deciding which messages become tickets: a condition "
             "(`field`, exactly one operator, optional `case_sensitive`) or a group "
             "(`all`, `any`, `none`: arrays of nodes; a group passes when every key present passes). "
-            f"At most 20 levels and 500 nodes. The full DSL: docs/imap-filters.md.",
+            "At most 20 levels and 500 nodes. The full DSL: docs/imap-filters.md.",
             "oneOf": [ref("FilterCondition"), ref("FilterGroup")],
         },
         "FilterCondition": {"oneOf": conditions},

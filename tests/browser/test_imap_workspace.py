@@ -78,7 +78,7 @@ def test_sync_now_imports_and_the_row_shows_counts_then_audit(page, live_server,
     row.locator("button:has-text('Sync now')").click()
     expect(page.locator(".toast").last).to_contain_text("Sync of 'Helpdesk' queued")
     expect(row.locator(".last-sync")).to_contain_text("succeeded", timeout=20000)
-    expect(row.locator(".counts")).to_contain_text("2 imported · 1 skipped · 0 failed")
+    expect(row.locator(".counts")).to_contain_text("2 imported · 1 skipped · 0 failed", timeout=20000)
     shot("mailbox-list")
     row.locator("a:has-text('Helpdesk')").click()
     expect(page.locator("#runs")).to_contain_text("manual")

@@ -244,7 +244,6 @@ def test_reconcile_fixes_changed_cron_and_removes_orphans(api, app):
 
 
 def test_redis_down_still_saves_and_reports_pending_schedule(api, app):
-    from portal.extensions import db, get_redis
 
     original = app.config["REDIS_URL"]
     app.extensions.pop("portal_redis", None)

@@ -3,7 +3,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
-from portal.imap.models import ProcessedMessage, SyncRun
+from portal.imap.models import ProcessedMessage
 from tests.integration.imap_helpers import create_mailbox, outcomes, sync, ticket_count, tickets
 from tests.support.mail import make_email
 

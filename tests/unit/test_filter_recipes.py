@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from portal.imap.filters import build_context, evaluate, parse_filter_text, validate
+from portal.imap.filters import build_context, evaluate, parse_filter_text
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "imap-filters.md"
 
