@@ -316,12 +316,19 @@ def _import_batch(account, fetched: list[FetchedMessage], directory: Directory, 
             db.session.commit()
     finally:
         if durable:
-            set_durable_commits(False)
+            _back_to_fast_commits()
     for d in decisions:
         result.counts[d.outcome] += 1
         if d.outcome == "failed":
             result.errors.append(f"UID {d.uid}: {d.reason}")
     return [d.uid for d in decisions if d.outcome in DELIVERED or d.outcome == "duplicate"]
+
+
+def _back_to_fast_commits() -> None:
+    try:
+        set_durable_commits(False)
+    except SQLAlchemyError:  # the session failed; its rollback returns the connection anyway
+        db.session.rollback()
 
 
 def _write_one_by_one(account, decisions: list[Decision], uids: list[int]) -> list[Decision]:
@@ -332,6 +339,8 @@ def _write_one_by_one(account, decisions: list[Decision], uids: list[int]) -> li
             with db.session.begin_nested():
                 ticket_writer.write(account, [decision], existing)
         except (SQLAlchemyError, UnwrittenTicket) as exc:
+            if decision.ticket is not None:
+                decision.ticket.id = None  # rolled back: replies to it later in the batch fail too
             existing.update(_existing_rows(account, [decision.uid]))  # the rollback expired it
             decision = _failure(decision.uid, decision.size, decision.audit, exc)
             with db.session.begin_nested():
