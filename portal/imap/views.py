@@ -308,7 +308,7 @@ def messages(account_id):
     account = account_or_404(account_id)
     if not is_htmx():
         return redirect(url_for(".detail", account_id=account_id, **request.args))
-    return render_template("imap/_messages.html", account=account, **messages_context(account))
+    return render_template("imap/_audit_results.html", account=account, **messages_context(account))
 
 
 @bp.get("/<id:account_id>/runs")
