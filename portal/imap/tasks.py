@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
-from rq import Retry
+from rq import Retry, get_current_job
 from sqlalchemy import select
 
 from ..extensions import db, get_queue, get_redis
@@ -59,14 +59,9 @@ def _start_run(account_id: int, trigger: str, run_id: int | None) -> SyncRun:
     if run is None:
         run = SyncRun(account_id=account_id, trigger=trigger, counts={})
         db.session.add(run)
-    try:
-        from rq import get_current_job
-
-        job = get_current_job()
-        if job is not None:
-            run.job_id = job.id
-    except Exception:  # outside a worker
-        pass
+    job = get_current_job()  # None when run inline (CLI --inline)
+    if job is not None:
+        run.job_id = job.id
     run.status = "running"
     run.error = None
     run.started_at = utcnow()
