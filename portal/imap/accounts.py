@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from .. import crypto
 from ..extensions import db
-from ..models import Company, isoformat, utcnow
+from ..models import Company, isoformat
 from ..validation import Conflict, ValidationError
 from . import scheduling
 from .models import ImapAccount
@@ -142,17 +142,4 @@ def delete_account(account: ImapAccount) -> str | None:
     account_id = account.id
     db.session.delete(account)
     db.session.commit()
-    account.active = False
-    return scheduling.apply(_Detached(account_id))
-
-
-class _Detached:
-    def __init__(self, account_id: int):
-        self.id = account_id
-        self.active = False
-
-
-def stamp_sync(account: ImapAccount, status: str, error: str | None) -> None:
-    account.last_synced_at = utcnow()
-    account.last_sync_status = status
-    account.last_error = error
+    return scheduling.remove(account_id)

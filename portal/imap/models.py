@@ -33,6 +33,11 @@ RUN_STATUSES = (
 )
 
 
+def task_id_for(account_id: int) -> str:
+    """The scheduled task of a mailbox, as the API and the jobs name it (see scheduling.py)."""
+    return f"imap_sync:{account_id}"
+
+
 class ImapAccount(db.Model):
     __tablename__ = "imap_accounts"
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -76,7 +81,7 @@ class ImapAccount(db.Model):
 
     @property
     def scheduled_task_id(self) -> str | None:
-        return f"imap_sync:{self.id}" if self.active and self.id else None
+        return task_id_for(self.id) if self.active and self.id else None
 
 
 class ProcessedMessage(db.Model):

@@ -12,13 +12,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from ..extensions import IMAP_QUEUE, get_redis, get_scheduler
+from .models import task_id_for
 
 SYNC_FUNC = "portal.imap.tasks.sync_mailbox"
 JOB_PREFIX = "imap_sync-"
-
-
-def task_id_for(account_id: int) -> str:
-    return f"imap_sync:{account_id}"
 
 
 def job_id_for(account_id: int) -> str:
@@ -71,11 +68,19 @@ def unschedule(account_id: int) -> None:
 
 def apply(account) -> str | None:
     """Make Redis match this mailbox; returns an error text instead of raising when Redis is down."""
+    if not account.active:
+        return remove(account.id)
+    return _unless_redis_down(schedule, account)
+
+
+def remove(account_id: int) -> str | None:
+    """Remove a mailbox's job; returns an error text instead of raising when Redis is down."""
+    return _unless_redis_down(unschedule, account_id)
+
+
+def _unless_redis_down(action, argument) -> str | None:
     try:
-        if account.active:
-            schedule(account)
-        else:
-            unschedule(account.id)
+        action(argument)
     except RedisError as exc:
         return f"Schedule pending: Redis is unavailable ({exc.__class__.__name__}); run `flask imap schedules reconcile` or wait for the scheduler to start"
     return None

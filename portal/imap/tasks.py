@@ -13,12 +13,12 @@ from ..models import utcnow
 from . import maintenance
 from .client import ImapError
 from .importer import sync_account
-from .models import ImapAccount, SyncRun
+from .models import ImapAccount, SyncRun, task_id_for
+from .scheduling import SYNC_FUNC
 
 log = logging.getLogger(__name__)
 
 LOCK_SECONDS = 300
-SYNC_FUNC = "portal.imap.tasks.sync_mailbox"
 # A dead server fails the run; RQ retries the job with growing delays.
 RETRY = Retry(max=3, interval=[30, 120, 600])
 
@@ -40,8 +40,8 @@ def enqueue_sync(account: ImapAccount, trigger: str = "manual") -> SyncRun:
             run_id=run.id,
             job_timeout=3600,
             retry=RETRY,
-            description=f"imap_sync:{account.id} ({trigger})",
-            meta={"task": f"imap_sync:{account.id}", "sync_run_id": run.id},
+            description=f"{task_id_for(account.id)} ({trigger})",
+            meta={"task": task_id_for(account.id), "sync_run_id": run.id},
         )
     except RedisError:
         run.status = "failed"
@@ -93,8 +93,8 @@ def _defer(account_id: int, trigger: str, run: SyncRun) -> None:
         trigger=trigger,
         job_timeout=3600,
         retry=RETRY,
-        description=f"imap_sync:{account_id} ({trigger}, deferred)",
-        meta={"task": f"imap_sync:{account_id}"},
+        description=f"{task_id_for(account_id)} ({trigger}, deferred)",
+        meta={"task": task_id_for(account_id)},
     )
 
 
