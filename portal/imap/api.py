@@ -115,8 +115,7 @@ def retry_message(account_id, message_id):
         abort(404, description=f"Processed message {message_id} not found")
     if message.outcome != "failed":
         raise Conflict("outcome", f"Only failed messages can be retried; this one is '{message.outcome}'")
-    audit.reset_for_retry(message)
-    run = tasks.enqueue_sync(account, trigger="manual")
+    run = tasks.retry_failed(account, message)
     return jsonify(
         message=audit.processed_message_json(message), sync_run_id=run.id, job_id=run.job_id, status=run.status
     ), 202

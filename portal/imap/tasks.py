@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ..extensions import db, get_queue, get_redis
 from ..models import utcnow
-from . import maintenance
+from . import audit, maintenance
 from .client import ImapError
 from .importer import sync_account
 from .models import ImapAccount, SyncRun, task_id_for
@@ -52,6 +52,12 @@ def enqueue_sync(account: ImapAccount, trigger: str = "manual") -> SyncRun:
     run.job_id = job.id
     db.session.commit()
     return run
+
+
+def retry_failed(account: ImapAccount, message) -> SyncRun:
+    """A dead-lettered message gets fresh attempts and a sync is queued to take them."""
+    audit.reset_for_retry(message)
+    return enqueue_sync(account, trigger="manual")
 
 
 def _start_run(account_id: int, trigger: str, run_id: int | None) -> SyncRun:
@@ -100,8 +106,6 @@ def _defer(account_id: int, trigger: str, run: SyncRun) -> None:
 
 def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None = None, *, raise_errors=True) -> dict:
     """Sync one mailbox under its fleet-wide lock; returns the run's JSON."""
-    from .audit import sync_run_json
-
     account = db.session.get(ImapAccount, account_id)
     if account is None:
         log.warning("imap_sync:%s: mailbox no longer exists; nothing to do", account_id)
@@ -109,16 +113,16 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
     run = _start_run(account_id, trigger, run_id)
     if trigger == "scheduled" and not account.active:
         _finish(run, None, "skipped", "Mailbox is paused")
-        return sync_run_json(run)
+        return audit.sync_run_json(run)
 
     if maintenance.restart_pending():
         _defer(account_id, trigger, run)
-        return sync_run_json(run)
+        return audit.sync_run_json(run)
 
     lock = get_redis().lock(lock_key(account_id), timeout=LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         _finish(run, None, "skipped", "Already running: another sync of this mailbox holds the lock")
-        return sync_run_json(run)
+        return audit.sync_run_json(run)
     try:
         result = sync_account(account, heartbeat=lambda: lock.extend(LOCK_SECONDS, replace_ttl=True))
     except Exception as exc:
@@ -128,7 +132,7 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
         _finish(run, account, "failed", error)
         if raise_errors:
             raise
-        return sync_run_json(run)
+        return audit.sync_run_json(run)
     finally:
         try:
             lock.release()
@@ -136,7 +140,7 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
             pass
     error = "; ".join(result.errors[:5]) or None
     _finish(run, account, result.status, error, result.counts)
-    return sync_run_json(run)
+    return audit.sync_run_json(run)
 
 
 def active_accounts_in_order() -> list[ImapAccount]:

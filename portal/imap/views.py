@@ -325,8 +325,7 @@ def retry_message(account_id, message_id):
         abort(404, description="Processed message not found")
     if message.outcome != "failed":
         abort(409, description="Only failed messages can be retried.")
-    audit.reset_for_retry(message)
-    tasks.enqueue_sync(account, trigger="manual")
+    tasks.retry_failed(account, message)
     text = f"Retry of UID {message.uid} queued; a sync is on its way."
     if not is_htmx():
         flash(text, "info")
