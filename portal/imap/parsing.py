@@ -36,7 +36,6 @@ __all__ = [
     "decode_bytes",
     "decode_header_value",
     "html_to_text",
-    "is_auto_generated",
     "normalize_message_id",
     "parse_message",
     "safe_filename",
@@ -1116,35 +1115,3 @@ def _join_texts(texts: list[str]) -> str:
     if len(parts) <= 1:
         return parts[0] if parts else (texts[0] if texts else "")
     return "\n".join(t.rstrip("\n") for t in parts) + "\n"
-
-
-# --------------------------------------------------------------------------
-# Loop guard
-# --------------------------------------------------------------------------
-
-_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-_DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
-
-
-def is_auto_generated(email: InboundEmail) -> str | None:
-    """Why ``email`` looks machine-sent (so never auto-reply to it), or None."""
-    headers = email.headers
-    for value in headers.get("auto-submitted", []):
-        token = value.split(";", 1)[0].strip().lower()
-        if token and token != "no":
-            return f"Auto-Submitted: {value.strip()}"
-    for value in headers.get("precedence", []):
-        if value.strip().lower() in _BULK_PRECEDENCE:
-            return f"Precedence: {value.strip()}"
-    for name, label in (("x-autoreply", "X-Autoreply"), ("x-autorespond", "X-Autorespond")):
-        if name in headers:
-            return f"{label}: {headers[name][0].strip()}".rstrip(": ")
-    for value in headers.get("return-path", []):
-        if value.replace(" ", "") in ("<>", ""):
-            return "Return-Path: <>"
-    for label, addresses in (("From", email.from_addresses), ("Sender", email.sender)):
-        for address in addresses:
-            local = address.address.rpartition("@")[0] or address.address
-            if local.strip().strip('"').lower() in _DAEMON_LOCAL_PARTS:
-                return f"{label}: {address.address}"
-    return None

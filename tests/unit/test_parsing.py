@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from portal.imap.decide import is_auto_generated
 from portal.imap.parsing import (
     EmailAddress,
     InboundEmail,
     decode_header_value,
     html_to_text,
-    is_auto_generated,
     normalize_message_id,
     parse_message,
     safe_filename,
