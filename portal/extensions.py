@@ -4,7 +4,7 @@ from flask_login import LoginManager
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from redis import Redis
-from sqlalchemy import MetaData, event, text
+from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 
 naming_convention = {
@@ -30,34 +30,13 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    # Fast commits; commits_are_durable() is the barrier before anything irreversible.
+    # Fast commits; imap.throughput.commits_are_durable() is the barrier before anything irreversible.
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     # Fewer automatic checkpoints: each one fsyncs, and on ext4 that also flushes every
     # attachment file written since the last one.
     cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
-
-
-def set_durable_commits(durable: bool) -> None:
-    """SQLite: the session's next COMMITs are fsynced (synchronous=FULL) or left for the next
-    checkpoint (NORMAL, the default). Call it outside a write transaction. PostgreSQL commits
-    are always durable."""
-    if db.engine.dialect.name == "sqlite":
-        db.session.connection().exec_driver_sql(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-
-
-def commits_are_durable() -> bool:
-    """Make every committed transaction survive a power loss; True when they do.
-
-    PostgreSQL commits are durable already. SQLite runs in WAL mode with synchronous=NORMAL,
-    where a commit is durable once a checkpoint has synced the log: a FULL checkpoint does
-    that (it returns busy when other connections keep it from finishing)."""
-    if db.engine.dialect.name != "sqlite":
-        return True
-    busy, _, _ = db.session.execute(text("PRAGMA wal_checkpoint(FULL)")).one()
-    db.session.commit()
-    return busy == 0
 
 
 def get_redis() -> Redis:

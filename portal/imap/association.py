@@ -1,13 +1,9 @@
-"""Who sent it and which company it belongs to: company / requester / known-sender lookups.
+"""Who sent it and which company it belongs to (pure: no database, no IO).
 
-`associate` is the pure rule from the spec; `Directory` does the lookups, cached for one
-sync run so a batch of mail from the same customers costs a few queries.
+`associate` is the rule from the spec; `Directory` holds what a run has looked up about
+senders (`ledger.load_senders` fills it a batch at a time).
 """
 from dataclasses import dataclass
-
-from sqlalchemy import func, select
-
-from ..models import CompanyDomain, Staff, User
 
 
 @dataclass(frozen=True)
@@ -52,66 +48,34 @@ def associate(
 
 
 class Directory:
-    """Company domains, staff and users by address, cached for the length of one run."""
+    """Company domains, staff contacts and portal users by address: plain data, filled for a
+    run by `ledger.load_senders` before a batch is decided, so asking it does no IO."""
 
-    def __init__(self, session):
-        self.session = session
-        self._domains: dict[str, int] | None = None
-        self._staff: dict[str, list[tuple[int, int]]] = {}
-        self._users: dict[str, int | None] = {}
+    def __init__(self, domains: dict[str, int] | None = None):
+        self.domains = domains  # domain -> company id; None until loaded
+        self.staff: dict[str, list[tuple[int, int]]] = {}  # address -> [(staff id, company id)]
+        self.users: dict[str, int | None] = {}  # address -> portal user id
 
-    def company_for_domain(self, domain: str) -> int | None:
-        if self._domains is None:
-            rows = self.session.execute(select(CompanyDomain.domain, CompanyDomain.company_id))
-            self._domains = {domain: company_id for domain, company_id in rows}
-        return self._domains.get((domain or "").lower())
+    def missing(self, addresses) -> set[str]:
+        """The addresses (lower case) this directory has not been told about yet."""
+        return {a.lower() for a in addresses if a} - self.users.keys()
 
-    def prefetch(self, addresses) -> None:
-        """Load staff and users for many addresses in two queries."""
-        wanted = {a.lower() for a in addresses if a} - set(self._users)
-        if not wanted:
-            return
-        for address in wanted:
-            self._staff[address] = []
-            self._users[address] = None
-        for chunk in _chunks(sorted(wanted), 500):
-            for staff_id, company_id, email in self.session.execute(
-                select(Staff.id, Staff.company_id, func.lower(Staff.email)).where(func.lower(Staff.email).in_(chunk))
-            ):
-                self._staff[email].append((staff_id, company_id))
-            for user_id, email in self.session.execute(
-                select(User.id, func.lower(User.email)).where(func.lower(User.email).in_(chunk))
-            ):
-                self._users[email] = user_id
-
-    def staff_for(self, address: str) -> list[tuple[int, int]]:
-        self.prefetch([address])
-        return self._staff[address.lower()]
-
-    def user_for(self, address: str) -> int | None:
-        self.prefetch([address])
-        return self._users[address.lower()]
+    def add(self, address: str, staff: list[tuple[int, int]], user_id: int | None) -> None:
+        self.staff[address] = staff
+        self.users[address] = user_id
 
     def is_known_sender(self, address: str) -> bool:
         """A portal user or a staff contact has this address (case-insensitive)."""
-        if not address:
-            return False
-        return bool(self.staff_for(address)) or self.user_for(address) is not None
+        address = (address or "").lower()
+        return bool(self.staff.get(address)) or self.users.get(address) is not None
 
     def associate(self, address: str, mailbox_company_id: int | None) -> Association:
         address = (address or "").lower()
         domain = address.rpartition("@")[2] if "@" in address else ""
-        if not address:
-            return associate("", domain_company_id=None, mailbox_company_id=mailbox_company_id, staff=[], user_id=None)
         return associate(
             address,
-            domain_company_id=self.company_for_domain(domain),
+            domain_company_id=(self.domains or {}).get(domain) if address else None,
             mailbox_company_id=mailbox_company_id,
-            staff=self.staff_for(address),
-            user_id=self.user_for(address),
+            staff=self.staff.get(address, []),
+            user_id=self.users.get(address),
         )
-
-
-def _chunks(items, size):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

@@ -1,49 +1,79 @@
-"""Writes a batch of import decisions: tickets, messages, attachments and audit rows in a few
-multi-row INSERTs (RETURNING gives the new ids), inside the caller's transaction.
+"""Stores a batch's decisions: tickets, messages, attachments and audit rows in a few
+multi-row INSERTs (RETURNING gives the new ids), and COMMITs the batch once.
 
-Decisions are made in Python first (importer.py); nothing here decides anything."""
-from dataclasses import dataclass, field
+Nothing here decides anything (that is decide.py). Attachment bytes are stored here, so they
+reach the disk only for messages that are being written (see portal/storage.py)."""
+import logging
 
+from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
 
+from .. import storage
 from ..extensions import db
 from ..models import Attachment, AttachmentBlob, Ticket, TicketMessage, utcnow
+from . import ledger
+from .decide import Decision, NewTicket, dedupe_key, failure
 from .models import ProcessedMessage
+from .parsing import InboundEmail
 
-
-@dataclass
-class NewTicket:
-    values: dict
-    id: int | None = None
-
-
-@dataclass
-class NewMessage:
-    values: dict
-    attachments: list[dict]
-    ticket: "NewTicket | int"  # a ticket made in this batch, or the id of a stored one
-    blobs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> bytes kept in the database
-
-
-@dataclass
-class Decision:
-    uid: int
-    outcome: str
-    reason: str | None = None
-    size: int | None = None
-    audit: dict = field(default_factory=dict)  # message_id, dedupe_key, subject, from_address
-    ticket: NewTicket | None = None  # created by this message (imported)
-    message: NewMessage | None = None  # added by this message (imported, threaded)
-    ticket_ref: "NewTicket | int | None" = None  # the ticket the audit row points at
-
+log = logging.getLogger(__name__)
 
 AUDIT_DEFAULTS = {"message_id": None, "dedupe_key": None, "subject": None, "from_address": None}
 
 
 class UnwrittenTicket(Exception):
     """A reply whose ticket, made earlier in the batch, could not be written."""
+
+
+#: What fails one message's write (the database refused a row, the disk refused a file):
+#: that message is recorded as failed, and the rest of the batch is written.
+WRITE_ERRORS = (SQLAlchemyError, UnwrittenTicket, OSError)
+
+
+def commit_batch(account, decisions: list[Decision], uids: list[int], after_rollback=lambda: None) -> list[Decision]:
+    """Write every decision and COMMIT once; returns the decisions as written. If the database
+    refuses the batch, it is written again one message per SAVEPOINT, so only the message at
+    fault is recorded as failed. `uids` are all the batch's UIDs (the mailbox advances past them)."""
+    try:
+        write(account, decisions, ledger.recorded_rows(account, uids))
+        _advance(account, uids)
+        db.session.commit()
+        return decisions
+    except WRITE_ERRORS:
+        db.session.rollback()
+        log.warning("Mailbox %s: batch write failed; writing it message by message", account.id, exc_info=True)
+    after_rollback()
+    written = _write_one_by_one(account, decisions, uids)
+    _advance(account, uids)
+    db.session.commit()
+    return written
+
+
+def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> None:
+    """INSERT everything the decisions describe, inside the caller's transaction; audit rows
+    that exist (retries) are updated."""
+    # Core statements on the session's connection: the ORM's per-row bookkeeping is what
+    # an import of thousands of messages cannot afford.
+    connection = db.session.connection()
+    now = utcnow()
+    creating = [d for d in decisions if d.new_ticket is not None]
+    if creating:
+        rows = [{**_ticket_values(account, d), "created_at": now, "updated_at": now} for d in creating]
+        ids = connection.execute(_insert_returning_id(Ticket), rows).scalars().all()
+        for decision, ticket_id in zip(creating, ids):
+            decision.new_ticket.id = ticket_id
+
+    adding = [d for d in decisions if d.adds_message]
+    if adding:
+        rows = [{**_message_values(d.email), "ticket_id": ticket_id_of(d.target), "created_at": now} for d in adding]
+        ids = connection.execute(_insert_returning_id(TicketMessage), rows).scalars().all()
+        _write_attachments(connection, [(d.email, message_id) for d, message_id in zip(adding, ids)], now)
+
+    _touch_replied_tickets([d.target for d in adding if not isinstance(d.target, NewTicket)])
+    _write_audit(account, decisions, existing)
 
 
 def ticket_id_of(ref) -> int | None:
@@ -54,41 +84,74 @@ def ticket_id_of(ref) -> int | None:
     return ref
 
 
-def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> None:
-    """INSERT everything the decisions describe; audit rows that exist (retries) are updated."""
-    # Core statements on the session's connection: the ORM's per-row bookkeeping is what
-    # an import of thousands of messages cannot afford.
-    connection = db.session.connection()
-    now = utcnow()
-    new_tickets = [d.ticket for d in decisions if d.ticket is not None]
-    if new_tickets:
-        rows = [{**t.values, "created_at": now, "updated_at": now} for t in new_tickets]
-        ids = connection.execute(_insert_returning_id(Ticket), rows).scalars().all()
-        for ticket, ticket_id in zip(new_tickets, ids):
-            ticket.id = ticket_id
-
-    messages = [d.message for d in decisions if d.message is not None]
-    if messages:
-        rows = [{**m.values, "ticket_id": ticket_id_of(m.ticket), "created_at": now} for m in messages]
-        ids = connection.execute(_insert_returning_id(TicketMessage), rows).scalars().all()
-        attachments = [
-            {**a, "message_id": message_id, "created_at": now} for m, message_id in zip(messages, ids) for a in m.attachments
-        ]
-        if attachments:
-            connection.execute(Attachment.__table__.insert(), attachments)
-        _insert_blobs(connection, {sha: blob for m in messages for sha, blob in m.blobs.items()})
-
-    _touch_replied_tickets([m.ticket for m in messages if not isinstance(m.ticket, NewTicket)])
-    _write_audit(account, decisions, existing)
+def audit_values(email: InboundEmail | None) -> dict:
+    if email is None:
+        return {}
+    return {
+        "message_id": email.message_id[:998] if email.message_id else None,
+        "dedupe_key": dedupe_key(email),
+        "subject": (email.subject or "")[:998],
+        "from_address": email.from_.address[:320] if email.from_ else None,
+    }
 
 
-def _insert_blobs(connection, blobs: dict[str, bytes]) -> None:
-    """Each distinct content once: a blob another message already stored is left as it is."""
-    if not blobs:
-        return
-    dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
-    statement = dialect_insert(AttachmentBlob.__table__).on_conflict_do_nothing(index_elements=["sha256"])
-    connection.execute(statement, [{"sha256": sha, "content": blob} for sha, blob in blobs.items()])
+def _ticket_values(account, decision: Decision) -> dict:
+    association = decision.association
+    requester_id = association.requester_id
+    return {
+        "subject": (decision.email.subject or "(no subject)")[:998],
+        "status": "open",
+        "priority": "normal",
+        "company_id": association.company_id,
+        "requester_user_id": requester_id if association.requester_type == "user" else None,
+        "requester_staff_id": requester_id if association.requester_type == "staff" else None,
+        "requester_email": association.requester_email,
+        "source": "email",
+        "source_mailbox_id": account.id,
+    }
+
+
+def _message_values(email: InboundEmail) -> dict:
+    return {
+        "author_email": email.from_.address.lower()[:320] if email.from_ and email.from_.address else None,
+        "body_text": email.text or "",
+        "body_html": email.html or "",
+        "message_id": email.message_id[:998] if email.message_id else None,
+        "in_reply_to": " ".join(email.in_reply_to) or None,
+        "references": " ".join(email.references) or None,
+    }
+
+
+def _write_attachments(connection, messages: list[tuple[InboundEmail, int]], now) -> None:
+    """Attachment rows; small contents travel into the database with them, large ones are
+    stored on disk first (before the COMMIT, so a committed row never lacks its file)."""
+    root = current_app.config["ATTACHMENT_DIR"]
+    rows, blobs = [], {}
+    for email, message_id in messages:
+        for part in email.attachments:
+            kept = storage.keep(root, part.payload)
+            if kept.blob is not None:
+                blobs[kept.sha256] = kept.blob
+            rows.append(
+                {
+                    "message_id": message_id,
+                    "filename": part.filename[:255],
+                    "content_type": (part.content_type or "application/octet-stream")[:255],
+                    "size": len(part.payload),
+                    "sha256": kept.sha256,
+                    "in_database": kept.blob is not None,
+                    "content_id": part.content_id[:255] if part.content_id else None,
+                    "is_inline": part.is_inline,
+                    "created_at": now,
+                }
+            )
+    if rows:
+        connection.execute(Attachment.__table__.insert(), rows)
+    if blobs:
+        # Each distinct content once: a blob another message already stored is left as it is.
+        dialect_insert = postgresql_insert if connection.dialect.name == "postgresql" else sqlite_insert
+        statement = dialect_insert(AttachmentBlob.__table__).on_conflict_do_nothing(index_elements=["sha256"])
+        connection.execute(statement, [{"sha256": sha, "content": blob} for sha, blob in blobs.items()])
 
 
 def _insert_returning_id(model):
@@ -114,7 +177,7 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
     now = utcnow()
     inserts = []
     for d in decisions:
-        ticket_id = ticket_id_of(d.ticket_ref)
+        ticket_id = ticket_id_of(d.target)
         reason = d.reason
         if d.outcome == "threaded" and reason is None:
             reason = f"Reply added to ticket #{ticket_id}"
@@ -125,15 +188,12 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
             "rules_version": account.rules_version,
             "size": d.size,
             "updated_at": now,
-            **d.audit,
+            **audit_values(d.email),
         }
         row = existing.get(d.uid)
         if row is None:
             inserts.append(
-                {
-                    "account_id": account.id, "uid_validity": account.uid_validity, "uid": d.uid,
-                    "attempts": 1, "created_at": now, **AUDIT_DEFAULTS, **values,
-                }
+                {"account_id": account.id, "uid_validity": account.uid_validity, "uid": d.uid, "attempts": 1, "created_at": now, **AUDIT_DEFAULTS, **values}
             )
         else:
             for key, value in values.items():
@@ -141,3 +201,26 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
             row.attempts = (row.attempts or 0) + 1
     if inserts:
         db.session.connection().execute(ProcessedMessage.__table__.insert(), inserts)
+
+
+def _write_one_by_one(account, decisions: list[Decision], uids: list[int]) -> list[Decision]:
+    existing = ledger.recorded_rows(account, uids)
+    written = []
+    for decision in decisions:
+        try:
+            with db.session.begin_nested():
+                write(account, [decision], existing)
+        except WRITE_ERRORS as exc:
+            if decision.new_ticket is not None:
+                decision.new_ticket.id = None  # rolled back: replies to it later in the batch fail too
+            existing.update(ledger.recorded_rows(account, [decision.uid]))  # the rollback expired it
+            decision = failure(decision.uid, decision.size, decision.email, exc)
+            with db.session.begin_nested():
+                write(account, [decision], existing)
+        written.append(decision)
+    return written
+
+
+def _advance(account, uids: list[int]) -> None:
+    if uids:
+        account.last_seen_uid = max([account.last_seen_uid or 0, *uids])

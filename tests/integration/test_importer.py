@@ -284,7 +284,7 @@ def test_a_batch_the_database_refuses_is_written_one_message_at_a_time(app_ctx, 
     real_write = ticket_writer.write
 
     def refuses_the_poison_row(account, decisions, existing):
-        if any(d.audit.get("subject") == "Poison row" and d.outcome != "failed" for d in decisions):
+        if any(d.email is not None and d.email.subject == "Poison row" and d.outcome != "failed" for d in decisions):
             raise IntegrityError("INSERT INTO tickets", {}, Exception("value too long for the column"))
         return real_write(account, decisions, existing)
 
@@ -340,7 +340,7 @@ def test_the_commit_before_seen_is_durable(app_ctx, imap_account, mailbox):
 
 
 def test_commits_are_durable_on_this_database(app_ctx):
-    from portal.extensions import commits_are_durable
+    from portal.imap.throughput import commits_are_durable
 
     assert commits_are_durable() is True
 

@@ -1,0 +1,123 @@
+"""What the database already knows about a mailbox's mail, read in a few IN queries per batch:
+which UIDs are recorded, which messages were delivered, which tickets replies can thread
+onto, and who the senders are."""
+from sqlalchemy import func, or_, select
+
+from ..extensions import db
+from ..models import CompanyDomain, Staff, Ticket, TicketMessage, User
+from .association import Directory
+from .decide import DELIVERED, Lookups, dedupe_key, ticket_tag
+from .models import MAX_ATTEMPTS, RULE_SKIPS, ImapAccount, ProcessedMessage
+from .parsing import InboundEmail
+
+CHUNK = 500  # values per IN (...) list
+
+
+def candidates(account: ImapAccount, found: list[int]) -> tuple[list[int], list[int]]:
+    """UIDs worth fetching: found on the server minus those already recorded in this epoch,
+    plus recorded ones that became eligible again (failed with attempts left, or skipped by
+    rules that have since changed). Also returns found UIDs already delivered (to re-mark \\Seen)."""
+    in_epoch = (ProcessedMessage.account_id == account.id) & (ProcessedMessage.uid_validity == account.uid_validity)
+    recorded = {}
+    if found:
+        recorded = dict(
+            db.session.execute(
+                select(ProcessedMessage.uid, ProcessedMessage.outcome).where(in_epoch, ProcessedMessage.uid >= found[0])
+            ).all()
+        )
+    again = set(
+        db.session.scalars(
+            select(ProcessedMessage.uid).where(
+                in_epoch,
+                or_(
+                    (ProcessedMessage.outcome == "failed") & (ProcessedMessage.attempts < MAX_ATTEMPTS),
+                    ProcessedMessage.outcome.in_(RULE_SKIPS) & (ProcessedMessage.rules_version < account.rules_version),
+                ),
+            )
+        )
+    )
+    fresh = {uid for uid in found if uid not in recorded} | again
+    unseen_delivered = []
+    if account.process_unread_only:
+        unseen_delivered = [uid for uid in found if recorded.get(uid) in DELIVERED + ("duplicate",)]
+    return sorted(fresh), unseen_delivered
+
+
+def recorded_rows(account: ImapAccount, uids: list[int]) -> dict[int, ProcessedMessage]:
+    """The audit rows these UIDs already have in this epoch (messages being retried)."""
+    if not uids:
+        return {}
+    rows = db.session.scalars(
+        select(ProcessedMessage).where(
+            ProcessedMessage.account_id == account.id,
+            ProcessedMessage.uid_validity == account.uid_validity,
+            ProcessedMessage.uid.in_(uids),
+        )
+    )
+    return {row.uid: row for row in rows}
+
+
+def lookups(account: ImapAccount, emails: list[InboundEmail], directory: Directory) -> Lookups:
+    """Everything deciding this batch needs from the database."""
+    load_senders(directory, [e.from_.address for e in emails if e.from_])
+    threads, tagged = _thread_targets(emails)
+    return Lookups(directory, _delivered(account, [dedupe_key(e) for e in emails]), threads, tagged)
+
+
+def load_senders(directory: Directory, addresses) -> None:
+    """Tell the run's directory about these senders: staff and users in two queries (and
+    the company domains, once per run)."""
+    if directory.domains is None:
+        directory.domains = dict(db.session.execute(select(CompanyDomain.domain, CompanyDomain.company_id)).all())
+    wanted = sorted(directory.missing(addresses))
+    staff = {address: [] for address in wanted}
+    users = dict.fromkeys(wanted)
+    for chunk in _chunks(wanted):
+        for staff_id, company_id, email in db.session.execute(
+            select(Staff.id, Staff.company_id, func.lower(Staff.email)).where(func.lower(Staff.email).in_(chunk))
+        ):
+            staff.setdefault(email, []).append((staff_id, company_id))
+        for user_id, email in db.session.execute(
+            select(User.id, func.lower(User.email)).where(func.lower(User.email).in_(chunk))
+        ):
+            users[email] = user_id
+    for address in wanted:
+        directory.add(address, staff[address], users[address])
+
+
+def _delivered(account: ImapAccount, keys: list[str]) -> dict[str, int | None]:
+    """dedupe key -> ticket id, for keys already delivered from this mailbox."""
+    found = {}
+    for chunk in _chunks(sorted(set(keys))):
+        found.update(
+            db.session.execute(
+                select(ProcessedMessage.dedupe_key, ProcessedMessage.ticket_id).where(
+                    ProcessedMessage.account_id == account.id,
+                    ProcessedMessage.dedupe_key.in_(chunk),
+                    ProcessedMessage.outcome.in_(DELIVERED),
+                )
+            ).all()
+        )
+    return found
+
+
+def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], set[int]]:
+    """The stored tickets this batch's replies can thread onto: by referenced Message-ID,
+    and by the [#id] tags in subjects."""
+    refs = sorted({ref for e in emails for ref in (*e.in_reply_to, *e.references)})
+    threads = {}
+    for chunk in _chunks(refs):
+        for message_id, ticket_id in db.session.execute(
+            select(TicketMessage.message_id, TicketMessage.ticket_id).where(TicketMessage.message_id.in_(chunk))
+        ):
+            threads.setdefault(message_id, ticket_id)
+    tags = sorted({tag for e in emails if (tag := ticket_tag(e)) is not None})
+    tagged = set()
+    for chunk in _chunks(tags):
+        tagged.update(db.session.scalars(select(Ticket.id).where(Ticket.id.in_(chunk))))
+    return threads, tagged
+
+
+def _chunks(items: list):
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
