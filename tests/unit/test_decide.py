@@ -1,0 +1,200 @@
+"""The decision core (pure): every outcome, from a parsed email, the mailbox's rules and the
+batch's lookups, with no database and no server."""
+import pytest
+
+from portal.imap.association import Association, Directory
+from portal.imap.decide import (
+    Decision,
+    Incoming,
+    Lookups,
+    MailboxRules,
+    NewTicket,
+    decide,
+    decide_batch,
+    dedupe_key,
+    is_auto_generated,
+)
+from portal.imap.parsing import parse_message
+from tests.support.mail import make_email
+
+ACME, HOUSE = 1, 9
+STAFF_PAT, USER_SAM = 5, 3
+
+
+def rules(**overrides) -> MailboxRules:
+    values = dict(account_id=7, account_name="Support", company_id=HOUSE, folder="INBOX", filter_query=None, sync_known_only=False)
+    return MailboxRules(**{**values, **overrides})
+
+
+def directory() -> Directory:
+    known = Directory({"acme.com": ACME})
+    known.add("pat@acme.com", [(STAFF_PAT, ACME)], None)
+    known.add("sam@portal.test", [], USER_SAM)
+    return known
+
+
+def incoming(uid=1, flags=(), **email) -> Incoming:
+    raw = make_email(**email)
+    return Incoming(uid, len(raw), tuple(flags), parse_message(raw))
+
+
+def lookups(**overrides) -> Lookups:
+    return Lookups(directory(), **overrides)
+
+
+SUBJECT_HAS_VPN = {"field": "subject", "contains": "vpn"}
+
+# (case, message, rules, lookups, outcome, reason fragment)
+OUTCOMES = [
+    ("filter does not match", dict(subject="Printer"), dict(filter_query=SUBJECT_HAS_VPN), {}, "skipped_filter", "filter_query"),
+    ("filter matches", dict(subject="VPN down"), dict(filter_query=SUBJECT_HAS_VPN), {}, "imported", None),
+    ("auto-submitted", dict(headers={"Auto-Submitted": "auto-replied"}), {}, {}, "skipped_auto_reply", "Auto-Submitted: auto-replied"),
+    ("bulk precedence", dict(headers={"Precedence": "bulk"}), {}, {}, "skipped_auto_reply", "Precedence: bulk"),
+    ("x-autoreply", dict(headers={"X-Autoreply": "yes"}), {}, {}, "skipped_auto_reply", "X-Autoreply: yes"),
+    ("empty return-path", dict(headers={"Return-Path": "<>"}), {}, {}, "skipped_auto_reply", "Return-Path: <>"),
+    ("mailer-daemon", dict(sender="MAILER-DAEMON@mx.example"), {}, {}, "skipped_auto_reply", "From: MAILER-DAEMON@mx.example"),
+    ("unknown sender, known only", dict(sender="x@elsewhere.org"), dict(sync_known_only=True), {}, "skipped_unknown_sender", "x@elsewhere.org"),
+    ("staff sender, known only", dict(sender="Pat <PAT@acme.com>"), dict(sync_known_only=True), {}, "imported", None),
+    ("portal user, known only", dict(sender="sam@portal.test"), dict(sync_known_only=True), {}, "imported", None),
+    ("known Message-ID", dict(message_id="<m1@x>"), {}, dict(delivered={"mid:m1@x": 42}), "duplicate", "Message-ID <m1@x>"),
+    ("reply by In-Reply-To", dict(headers={"In-Reply-To": "<orig@x>"}), {}, dict(threads={"orig@x": 42}), "threaded", None),
+    ("reply by References", dict(headers={"References": "<a@x> <b@x>"}), {}, dict(threads={"a@x": 41}), "threaded", None),
+    ("[#id] of a stored ticket", dict(subject="Re: [#42] printer"), {}, dict(tagged={42}), "threaded", None),
+    ("[#id] of no ticket", dict(subject="Re: [#43] printer"), {}, dict(tagged={42}), "imported", None),
+    ("reply to an unknown message", dict(headers={"In-Reply-To": "<nobody@x>"}), {}, {}, "imported", None),
+]
+
+
+@pytest.mark.parametrize("case, email, rule_values, known, outcome, reason", OUTCOMES, ids=[c[0] for c in OUTCOMES])
+def test_each_outcome(case, email, rule_values, known, outcome, reason):
+    decision = decide(incoming(**email), rules(**rule_values), lookups(**known))
+    assert decision.outcome == outcome
+    if reason is None:
+        assert decision.reason is None
+    else:
+        assert reason in decision.reason
+
+
+def test_the_rules_apply_in_order_filter_loop_guard_known_sender_dedupe_threading():
+    message = dict(subject="Out of office", sender="x@elsewhere.org", message_id="<m1@x>",
+                   headers={"Auto-Submitted": "auto-replied", "In-Reply-To": "<orig@x>"})
+    known = dict(delivered={"mid:m1@x": 42}, threads={"orig@x": 42})
+    steps = [
+        (dict(filter_query=SUBJECT_HAS_VPN, sync_known_only=True), "skipped_filter"),
+        (dict(sync_known_only=True), "skipped_auto_reply"),
+    ]
+    for rule_values, outcome in steps:
+        assert decide(incoming(**message), rules(**rule_values), lookups(**known)).outcome == outcome
+    no_guard = dict(message, headers={"In-Reply-To": "<orig@x>"})
+    assert decide(incoming(**no_guard), rules(sync_known_only=True), lookups(**known)).outcome == "skipped_unknown_sender"
+    assert decide(incoming(**no_guard), rules(), lookups(**known)).outcome == "duplicate"
+    assert decide(incoming(**dict(no_guard, message_id="<m2@x>")), rules(), lookups(**known)).outcome == "threaded"
+
+
+def test_a_reference_to_the_newest_known_message_wins():
+    message = incoming(headers={"References": "<old@x> <new@x>"})
+    assert decide(message, rules(), lookups(threads={"old@x": 1, "new@x": 2})).target == 2
+
+
+def test_a_filter_sees_the_flags_size_and_mailbox():
+    unread_only = {"field": "is_unread", "equals": True}
+    assert decide(incoming(flags=("\\Seen",)), rules(filter_query=unread_only), lookups()).outcome == "skipped_filter"
+    assert decide(incoming(flags=()), rules(filter_query=unread_only), lookups()).outcome == "imported"
+
+
+# (sender, mailbox company, expected association)
+ASSOCIATIONS = [
+    ("Pat <PAT@Acme.com>", HOUSE, Association(ACME, "staff", STAFF_PAT, "pat@acme.com")),
+    ("new@acme.com", HOUSE, Association(ACME, "email", None, "new@acme.com")),
+    ("sam@portal.test", HOUSE, Association(HOUSE, "user", USER_SAM, "sam@portal.test")),
+    ("x@elsewhere.org", HOUSE, Association(HOUSE, "email", None, "x@elsewhere.org")),
+    ("x@elsewhere.org", None, Association(None, "email", None, "x@elsewhere.org")),
+]
+
+
+@pytest.mark.parametrize("sender, company_id, expected", ASSOCIATIONS)
+def test_a_new_ticket_carries_its_company_and_requester(sender, company_id, expected):
+    decision = decide(incoming(sender=sender), rules(company_id=company_id), lookups())
+    assert decision.outcome == "imported"
+    assert isinstance(decision.target, NewTicket) and decision.new_ticket is decision.target
+    assert decision.association == expected
+
+
+def test_a_batch_sees_its_own_deliveries():
+    first = incoming(1, message_id="<first@x>", subject="Printer")
+    again = incoming(2, message_id="<first@x>", subject="Printer")
+    reply = incoming(3, message_id="<reply@x>", headers={"In-Reply-To": "<first@x>"})
+    no_id_a = incoming(4, message_id=None, subject="Same bytes")
+    decisions = decide_batch([first, again, reply, no_id_a, Incoming(5, no_id_a.size, (), no_id_a.email)], rules(), lookups())
+    assert [d.outcome for d in decisions] == ["imported", "duplicate", "threaded", "imported", "duplicate"]
+    ticket = decisions[0].target
+    assert decisions[1].target is ticket and decisions[2].target is ticket
+    assert "identical content" in decisions[4].reason
+
+
+def test_a_message_that_cannot_be_decided_fails_alone():
+    broken = Incoming(1, 10, (), None, ValueError("unparseable"))
+    fine = incoming(2)
+    decisions = decide_batch([broken, fine], rules(), lookups())
+    assert [(d.outcome, d.reason) for d in decisions] == [("failed", "ValueError: unparseable"), ("imported", None)]
+    assert decisions[0].email is None and decisions[0].size == 10
+
+
+def test_skips_and_duplicates_are_not_remembered_as_deliveries():
+    known = lookups()
+    skipped = incoming(1, message_id="<auto@x>", headers={"Precedence": "junk"})
+    assert decide_batch([skipped], rules(), known)[0].outcome == "skipped_auto_reply"
+    assert known.delivered == {} and known.threads == {}
+
+
+def test_dedupe_key_is_the_message_id_or_the_content_hash():
+    with_id = incoming(message_id="<abc@x>").email
+    without = incoming(message_id=None).email
+    assert dedupe_key(with_id) == "mid:abc@x"
+    assert dedupe_key(without) == "sha256:" + without.raw_sha256
+
+
+def test_decision_flags():
+    ticket = NewTicket()
+    assert Decision(1, "imported", target=ticket).new_ticket is ticket
+    assert Decision(1, "threaded", target=ticket).new_ticket is None
+    assert Decision(1, "threaded", target=3).adds_message and not Decision(1, "duplicate", target=3).adds_message
+
+
+def test_loop_guard_reads_headers_only():
+    assert is_auto_generated(incoming(sender="postmaster@example.com").email) == "From: postmaster@example.com"
+    assert is_auto_generated(incoming(headers={"Auto-Submitted": "no"}).email) is None
+
+
+PURE_MODULES = ["decide", "association", "filters", "parsing", "cron_words"]
+IO_OR_FRAMEWORK = ("flask", "flask_sqlalchemy", "sqlalchemy", "redis", "rq", "imaplib", "imap_tools", "socket", "requests")
+
+
+def _imports(module_path):
+    import ast
+
+    tree = ast.parse(module_path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((alias.name, 0) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is None:  # from . import x
+            yield from ((alias.name, node.level) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            yield (node.module, node.level)
+
+
+@pytest.mark.parametrize("name", PURE_MODULES)
+def test_pure_modules_import_no_framework_database_or_network(name):
+    """The decision core and what it builds on stay pure, however deep their imports go."""
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[2] / "portal" / "imap"
+    seen, todo = set(), [name]
+    while todo:
+        current = todo.pop()
+        seen.add(current)
+        for module, level in _imports(package / f"{current}.py"):
+            assert module.split(".")[0] not in IO_OR_FRAMEWORK, f"{current}.py imports {module}"
+            assert level in (0, 1), f"{current}.py reaches outside portal.imap ({'.' * level}{module})"
+            if level == 1 and module not in seen:
+                todo.append(module)
