@@ -1,11 +1,9 @@
 """MyPortal: the application factory."""
 import os
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, request
 from flask_login import current_user
-from flask_wtf.csrf import CSRFError
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
 from werkzeug.routing import IntegerConverter
 
 from .config import load_config
@@ -39,7 +37,11 @@ def create_app(config: dict | None = None, *, web: bool = True) -> Flask:
     _register_blueprints(app)
     _register_csrf(app)
     _register_security_headers(app)
-    _register_error_handlers(app)
+    _register_page_helpers(app)
+
+    from .http import register_error_handlers
+
+    register_error_handlers(app)
 
     from .cli import register_cli
 
@@ -88,53 +90,33 @@ def _register_security_headers(app: Flask) -> None:
         return response
 
 
-def _is_api_request() -> bool:
-    return request.path.startswith("/api/")
+def _register_page_helpers(app: Flask) -> None:
+    """Template helpers every page uses: the pending-restart banner and the `utc` filter."""
+    from .imap import maintenance
+
+    @app.context_processor
+    def restart_banner():
+        if not request.path.startswith(("/admin/", "/tickets", "/companies")):
+            return {}
+        try:
+            return {"restart_pending": maintenance.restart_pending()}
+        except RedisError:
+            return {"restart_pending": False}
+
+    @app.template_filter("utc")
+    def utc(value, fmt="%Y-%m-%d %H:%M"):
+        return value.strftime(fmt) + " UTC" if value else "—"
 
 
 def _register_csrf(app: Flask) -> None:
     from .auth import bearer_token
+    from .http import is_api_request
 
     @app.before_request
     def csrf_unless_bearer():
         if request.method in ("GET", "HEAD", "OPTIONS"):
             return
-        if _is_api_request() and (bearer_token() is not None or not current_user.is_authenticated):
+        if is_api_request() and (bearer_token() is not None or not current_user.is_authenticated):
             # No ambient credentials: token calls and anonymous calls (answered 401) need no token.
             return
         csrf.protect()
-
-
-def _register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(CSRFError)
-    def csrf_error(error):
-        message = "The form expired or is missing its CSRF token; reload the page and try again."
-        if _is_api_request():
-            return jsonify(error=message), 400
-        return render_template("errors/error.html", code=400, message=message), 400
-
-    @app.errorhandler(HTTPException)
-    def http_error(error):
-        if _is_api_request():
-            return jsonify(error=error.description or error.name), error.code
-        return (
-            render_template("errors/error.html", code=error.code, message=error.description),
-            error.code,
-        )
-
-    @app.errorhandler(RedisError)
-    def redis_down(error):
-        app.logger.warning("Redis unavailable: %s", error)
-        message = "The job queue (Redis) is unavailable; try again shortly."
-        if _is_api_request():
-            return jsonify(error=message), 503
-        return render_template("errors/error.html", code=503, message=message), 503
-
-    @app.errorhandler(Exception)
-    def unexpected_error(error):
-        app.logger.exception("Unhandled error on %s %s", request.method, request.path)
-        db.session.rollback()
-        message = "Internal error; the details are in the server log."
-        if _is_api_request():
-            return jsonify(error=message), 500
-        return render_template("errors/error.html", code=500, message=message), 500

@@ -4,7 +4,7 @@ from sqlalchemy import select
 
 from ..auth import require_super_admin_api
 from ..extensions import db
-from ..platform.api import json_body, paginated, pagination, reject_unstorable_query_args, register_json_errors
+from ..http import get_or_404, json_body, paginated, pagination, register_json_errors, reject_unstorable_query_args
 from ..validation import Conflict, ValidationError
 from . import accounts, audit, schemas, tasks
 from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
@@ -16,10 +16,7 @@ register_json_errors(bp)
 
 
 def account_or_404(account_id: int) -> ImapAccount:
-    account = db.session.get(ImapAccount, account_id)
-    if account is None:
-        abort(404, description=f"Mailbox {account_id} not found")
-    return account
+    return get_or_404(ImapAccount, account_id, "Mailbox")
 
 
 @bp.get("/accounts")
@@ -57,10 +54,7 @@ def delete_account(account_id):
 @bp.post("/accounts/<id:account_id>/clone")
 def clone_account(account_id):
     source = account_or_404(account_id)
-    payload = request.get_json(silent=True) if request.get_data() else {}
-    if payload is None:
-        raise ValidationError({"_": ["Expected a JSON object body"]}, "Invalid JSON body")
-    overrides = schemas.validate_account(payload, partial=True)
+    overrides = schemas.validate_account(json_body(optional=True), partial=True)
     copy = accounts.clone_account(source, overrides)
     return jsonify(accounts.one_account_json(copy)), 201
 

@@ -1,44 +1,28 @@
 """Sync runs and the processed-message audit: JSON shapes and queries."""
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import isoformat
+from ..http import fields_json
 from .models import ProcessedMessage, SyncRun
+
+SYNC_RUN_FIELDS = (
+    "id", "account_id", "trigger", "status", "job_id", "counts", "error", "created_at", "started_at",
+    "finished_at", "duration_ms",
+)
+PROCESSED_MESSAGE_FIELDS = (
+    "id", "account_id", "uid_validity", "uid", "message_id", "subject", "from_address", "size", "outcome",
+    "reason", "ticket_id", "attempts", "created_at", "updated_at",
+)
 
 
 def sync_run_json(run: SyncRun) -> dict:
-    return {
-        "id": run.id,
-        "account_id": run.account_id,
-        "trigger": run.trigger,
-        "status": run.status,
-        "job_id": run.job_id,
-        "counts": run.counts or {},
-        "error": run.error,
-        "created_at": isoformat(run.created_at),
-        "started_at": isoformat(run.started_at),
-        "finished_at": isoformat(run.finished_at),
-        "duration_ms": run.duration_ms,
-    }
+    data = fields_json(run, SYNC_RUN_FIELDS)
+    data["counts"] = data["counts"] or {}
+    return data
 
 
 def processed_message_json(message: ProcessedMessage) -> dict:
-    return {
-        "id": message.id,
-        "account_id": message.account_id,
-        "uid_validity": message.uid_validity,
-        "uid": message.uid,
-        "message_id": message.message_id,
-        "subject": message.subject,
-        "from_address": message.from_address,
-        "size": message.size,
-        "outcome": message.outcome,
-        "reason": message.reason,
-        "ticket_id": message.ticket_id,
-        "attempts": message.attempts,
-        "created_at": isoformat(message.created_at),
-        "updated_at": isoformat(message.updated_at),
-    }
+    return fields_json(message, PROCESSED_MESSAGE_FIELDS)
 
 
 def messages_query(account_id: int, outcome: str | None = None):
@@ -46,6 +30,15 @@ def messages_query(account_id: int, outcome: str | None = None):
     if outcome:
         query = query.where(ProcessedMessage.outcome == outcome)
     return query.order_by(ProcessedMessage.id.desc())
+
+
+def outcome_counts(account_id: int) -> dict[str, int]:
+    query = (
+        select(ProcessedMessage.outcome, func.count())
+        .where(ProcessedMessage.account_id == account_id)
+        .group_by(ProcessedMessage.outcome)
+    )
+    return dict(db.session.execute(query).all())
 
 
 def reset_for_retry(message: ProcessedMessage) -> None:

@@ -1,45 +1,22 @@
 """/admin/modules/imap: the mailbox workspace (full pages that work without JavaScript,
 and the partials htmx swaps in)."""
-import os
-
-from flask import (
-    Blueprint, abort, current_app, flash, make_response, redirect, render_template, request, url_for,
-)
-from markupsafe import Markup
-from redis.exceptions import RedisError
+from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
+from markupsafe import escape
 from sqlalchemy import func, or_, select
 
-from .. import crypto
 from ..auth import require_super_admin_page
 from ..extensions import db
+from ..http import get_or_404, page_arg
 from ..models import Company
 from ..validation import Conflict, ValidationError
-from . import accounts, audit, filters, maintenance, scheduling, schemas, tasks
-from .client import ConnectionSettings, ImapError, test_connection
-from .cron_words import describe
+from . import accounts, filters, schemas, tasks, workspace
+from .connection_check import check_connection
+from .filter_guide import guide_html
 from .forms import MailboxForm
-from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
+from .models import ImapAccount, ProcessedMessage
 
 bp = Blueprint("imap_views", __name__, url_prefix="/admin/modules/imap")
 bp.before_request(require_super_admin_page)
-
-RUNS_SHOWN = 20
-MESSAGES_PER_PAGE = 25
-
-
-@bp.app_context_processor
-def restart_banner():
-    if not request.path.startswith("/admin/") and not request.path.startswith("/tickets") and not request.path.startswith("/companies"):
-        return {}
-    try:
-        return {"restart_pending": maintenance.restart_pending()}
-    except RedisError:
-        return {"restart_pending": False}
-
-
-@bp.app_template_filter("utc")
-def utc_filter(value, fmt="%Y-%m-%d %H:%M"):
-    return value.strftime(fmt) + " UTC" if value else "—"
 
 
 def is_htmx() -> bool:
@@ -48,41 +25,15 @@ def is_htmx() -> bool:
 
 def toast(message: str, category: str = "info") -> str:
     """An out-of-band toast appended to #toasts by htmx."""
-    from markupsafe import escape
-
     return f'<div id="toasts" hx-swap-oob="beforeend"><div class="toast {category}" role="status">{escape(message)}</div></div>'
 
 
 def account_or_404(account_id: int) -> ImapAccount:
-    account = db.session.get(ImapAccount, account_id)
-    if account is None:
-        abort(404, description=f"Mailbox {account_id} not found")
-    return account
-
-
-def latest_runs(account_ids: list[int]) -> dict[int, SyncRun]:
-    if not account_ids:
-        return {}
-    newest = (
-        select(func.max(SyncRun.id))
-        .where(SyncRun.account_id.in_(account_ids), SyncRun.status.not_in(("deferred", "skipped")))
-        .group_by(SyncRun.account_id)
-    )
-    return {run.account_id: run for run in db.session.scalars(select(SyncRun).where(SyncRun.id.in_(newest)))}
-
-
-def row_context(rows: list[ImapAccount]) -> dict:
-    ids = [a.id for a in rows]
-    return {
-        "accounts": rows,
-        "next_runs": scheduling.next_run_times(ids),
-        "runs": latest_runs(ids),
-        "describe": describe,
-    }
+    return get_or_404(ImapAccount, account_id, "Mailbox")
 
 
 def render_row(account: ImapAccount, extra: str = "") -> str:
-    return render_template("imap/_row.html", account=account, **row_context([account])) + extra
+    return render_template("imap/_row.html", account=account, **workspace.rows_context([account])) + extra
 
 
 # --- list ----------------------------------------------------------------------
@@ -105,7 +56,7 @@ def index():
             )
         )
     rows = list(db.session.scalars(query))
-    context = row_context(rows)
+    context = workspace.rows_context(rows)
     if is_htmx() and request.headers.get("HX-Target") == "mailbox-rows":
         return render_template("imap/_rows.html", q=q, **context)
     return render_template("imap/index.html", q=q, **context)
@@ -152,7 +103,7 @@ def _render_form(form, account, errors, status=200):
             form=form,
             account=account,
             errors=errors,
-            cron_preview=cron_preview_context(form.schedule_cron.data or ""),
+            cron_preview=workspace.cron_preview_context(form.schedule_cron.data or ""),
         ),
         status,
     )
@@ -196,17 +147,10 @@ def _saved_message(account, verb):
 # --- live helpers for the form ---------------------------------------------------
 
 
-def cron_preview_context(expression: str) -> dict:
-    error = schemas.cron_error(expression)
-    if error:
-        return {"error": error, "expression": expression}
-    return {"error": None, "expression": expression, "words": describe(expression), "runs": scheduling.next_runs(expression, 3)}
-
-
 @bp.get("/cron-preview")
 def cron_preview():
     expression = request.args.get("schedule_cron", "")
-    return render_template("imap/_cron_preview.html", cron_preview=cron_preview_context(expression))
+    return render_template("imap/_cron_preview.html", cron_preview=workspace.cron_preview_context(expression))
 
 
 @bp.post("/filter-check")
@@ -218,40 +162,8 @@ def filter_check():
 
 @bp.post("/test-connection")
 def test_connection_view():
-    form = request.form
-    password = form.get("password") or ""
-    account_id = form.get("account_id", "")
-    if not password and account_id.isdigit():
-        stored = db.session.get(ImapAccount, int(account_id))
-        if stored is not None and stored.password_encrypted:
-            password = crypto.decrypt(stored.password_encrypted)
-    problems = []
-    port = form.get("port", "").strip()
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        problems.append("Port must be between 1 and 65535.")
-    if not form.get("host", "").strip() or not form.get("username", "").strip():
-        problems.append("Host and username are needed to test the connection.")
-    if not password:
-        problems.append("Enter the password to test the connection.")
-    if form.get("security") not in schemas.SECURITY_MODES:
-        problems.append("Choose a security mode.")
-    if problems:
-        return render_template("imap/_test_connection.html", error=" ".join(problems), folders=None)
-    settings = ConnectionSettings(
-        host=form["host"].strip(),
-        port=int(port),
-        security=form["security"],
-        verify_tls=form.get("verify_tls") in ("y", "on", "true", "1"),
-        username=form["username"].strip(),
-        password=password,
-        timeout=min(current_app.config["IMAP_TIMEOUT_SECONDS"], 15),
-        ca_file=current_app.config.get("IMAP_CA_FILE"),
-    )
-    try:
-        folders = test_connection(settings)
-    except ImapError as exc:
-        return render_template("imap/_test_connection.html", error=str(exc), folders=None)
-    return render_template("imap/_test_connection.html", error=None, folders=folders)
+    result = check_connection(request.form)
+    return render_template("imap/_test_connection.html", error=result.error, folders=result.folders)
 
 
 # --- detail ------------------------------------------------------------------------
@@ -260,47 +172,13 @@ def test_connection_view():
 @bp.get("/<id:account_id>")
 def detail(account_id):
     account = account_or_404(account_id)
-    runs = recent_runs(account)
-    next_run = scheduling.next_run_times([account.id]).get(account.id)
-    upcoming = scheduling.next_runs(account.schedule_cron, 3) if account.active else []
     return render_template(
-        "imap/detail.html",
-        account=account,
-        runs=runs,
-        next_run=next_run,
-        upcoming=upcoming,
-        describe=describe,
-        **messages_context(account),
+        "imap/detail.html", account=account, **workspace.detail_context(account), **_messages_context(account)
     )
 
 
-def recent_runs(account) -> list[SyncRun]:
-    query = select(SyncRun).where(SyncRun.account_id == account.id).order_by(SyncRun.id.desc()).limit(RUNS_SHOWN)
-    return list(db.session.scalars(query))
-
-
-def messages_context(account) -> dict:
-    outcome = request.args.get("outcome") or ""
-    if outcome not in OUTCOMES:
-        outcome = ""
-    page = max(request.args.get("page", 1, type=int) or 1, 1)
-    query = audit.messages_query(account.id, outcome or None)
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = list(db.session.scalars(query.limit(MESSAGES_PER_PAGE).offset((page - 1) * MESSAGES_PER_PAGE)))
-    counts = dict(
-        db.session.execute(
-            select(ProcessedMessage.outcome, func.count()).where(ProcessedMessage.account_id == account.id).group_by(ProcessedMessage.outcome)
-        ).all()
-    )
-    return {
-        "messages": rows,
-        "outcome": outcome,
-        "outcomes": OUTCOMES,
-        "outcome_counts": counts,
-        "page": page,
-        "pages": max(1, (total + MESSAGES_PER_PAGE - 1) // MESSAGES_PER_PAGE),
-        "total_messages": total,
-    }
+def _messages_context(account: ImapAccount) -> dict:
+    return workspace.messages_context(account, request.args.get("outcome") or "", page_arg())
 
 
 @bp.get("/<id:account_id>/messages")
@@ -308,13 +186,13 @@ def messages(account_id):
     account = account_or_404(account_id)
     if not is_htmx():
         return redirect(url_for(".detail", account_id=account_id, **request.args))
-    return render_template("imap/_audit_results.html", account=account, **messages_context(account))
+    return render_template("imap/_audit_results.html", account=account, **_messages_context(account))
 
 
 @bp.get("/<id:account_id>/runs")
 def runs(account_id):
     account = account_or_404(account_id)
-    return render_template("imap/_runs.html", account=account, runs=recent_runs(account))
+    return render_template("imap/_runs.html", account=account, runs=workspace.recent_runs(account))
 
 
 @bp.post("/<id:account_id>/messages/<id:message_id>/retry")
@@ -391,10 +269,4 @@ def delete(account_id):
 
 @bp.get("/filter-guide")
 def filter_guide():
-    from markdown_it import MarkdownIt
-
-    path = os.path.join(os.path.dirname(current_app.root_path), "docs", "imap-filters.md")
-    with open(path, encoding="utf-8") as handle:
-        source = handle.read()
-    html = MarkdownIt("commonmark", {"html": False}).enable("table").render(source)
-    return render_template("imap/guide.html", guide=Markup(html))
+    return render_template("imap/guide.html", guide=guide_html())

@@ -1,97 +1,84 @@
 """Platform JSON API: companies, staff, users, tickets (super admin only)."""
-import io
+from dataclasses import dataclass
+from typing import Callable
 
-from flask import Blueprint, abort, current_app, jsonify, request, send_file
+from flask import Blueprint, jsonify, request
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
-from .. import storage
 from ..auth import require_super_admin_api
 from ..extensions import db
-from ..models import Attachment, AttachmentBlob, Company, CompanyDomain, Staff, Ticket, User, normalize_email
-from ..validation import MAX_ID, Checker, Conflict, ValidationError, normalize_domain, parse_id
+from ..http import get_or_404, int_arg, json_body, paginated, pagination, register_json_errors, reject_unstorable_query_args
+from ..models import Attachment, Company, CompanyDomain, Staff, Ticket, User, normalize_email
+from ..validation import Checker, Conflict, normalize_domain
+from .attachments import send_attachment
 from .serializers import company_json, staff_json, ticket_json, user_json
 
 bp = Blueprint("platform_api", __name__, url_prefix="/api")
 bp.before_request(require_super_admin_api)
-
-
-def register_json_errors(blueprint: Blueprint) -> None:
-    """422 for invalid payloads, 409 for taken unique values (also when two requests race)."""
-
-    @blueprint.errorhandler(ValidationError)
-    def validation_failed(error: ValidationError):
-        return jsonify(error=error.message, errors=error.errors), 422
-
-    @blueprint.errorhandler(Conflict)
-    def conflict(error: Conflict):
-        db.session.rollback()
-        return jsonify(error=error.message, errors={error.field: [error.message]}), 409
-
-    @blueprint.errorhandler(IntegrityError)
-    def integrity_conflict(error: IntegrityError):
-        db.session.rollback()
-        return jsonify(error="A record with the same unique value already exists"), 409
-
-
+bp.before_request(reject_unstorable_query_args)
 register_json_errors(bp)
 
 
-def json_body() -> dict:
-    payload = request.get_json(silent=True)
-    if payload is None:
-        raise ValidationError({"_": ["Expected a JSON object body"]}, "Invalid JSON body")
-    return payload
+@dataclass(frozen=True)
+class Resource:
+    """A platform object with list, create, read, update and delete routes at /api/<plural>."""
+
+    plural: str
+    singular: str
+    model: type
+    to_json: Callable
+    apply: Callable  # (obj, payload, partial) -> None: validates and sets fields, raises on bad input
+    new: Callable  # () -> an empty object with its defaults
+    order_by: tuple
+    list_filters: Callable = lambda query: query
 
 
-def get_or_404(model, object_id: int):
-    obj = db.session.get(model, object_id)
-    if obj is None:
-        abort(404, description=f"{model.__name__} {object_id} not found")
-    return obj
+def register_resource(blueprint: Blueprint, resource: Resource) -> None:
+    """The five routes, with the endpoint names list_<plural>, create_<singular>, ..."""
+    r = resource
 
+    def list_objects():
+        page, per_page = pagination()
+        query = r.list_filters(select(r.model).order_by(*r.order_by))
+        return jsonify(paginated(query, page, per_page, r.to_json))
 
-MAX_PAGE = 1_000_000
+    def create_object():
+        obj = r.new()
+        _apply(obj, partial=False)
+        db.session.add(obj)
+        db.session.commit()
+        return jsonify(r.to_json(obj)), 201
 
+    def get_object(**url):
+        return jsonify(r.to_json(_get(url)))
 
-def pagination() -> tuple[int, int]:
-    errors = {}
-    page = parse_id(request.args.get("page", "1"))
-    per_page = parse_id(request.args.get("per_page", "50"))
-    if page is None or page > MAX_PAGE:
-        errors["page"] = [f"Must be an integer between 1 and {MAX_PAGE}"]
-    if per_page is None or per_page > 200:
-        errors["per_page"] = ["Must be an integer between 1 and 200"]
-    if errors:
-        raise ValidationError(errors, "Invalid query parameters")
-    return page, per_page
+    def update_object(**url):
+        obj = _get(url)
+        _apply(obj, partial=True)
+        db.session.commit()
+        return jsonify(r.to_json(obj))
 
+    def delete_object(**url):
+        db.session.delete(_get(url))
+        db.session.commit()
+        return "", 204
 
-def int_arg(name: str) -> int | None:
-    value = request.args.get(name)
-    if value is None or value == "":
-        return None
-    number = parse_id(value)
-    if number is None:
-        raise ValidationError({name: [f"Must be an integer between 1 and {MAX_ID}"]}, "Invalid query parameters")
-    return number
+    def _get(url):
+        return get_or_404(r.model, url[id_name])
 
+    def _apply(obj, partial):
+        # Uniqueness checks query while fields are half set: a flush then would hit the
+        # constraint and answer a generic 409 instead of the field's own Conflict.
+        with db.session.no_autoflush:
+            r.apply(obj, json_body(), partial)
 
-def reject_unstorable_query_args():
-    """before_request: NUL bytes in a query string would reach the database (PostgreSQL refuses them)."""
-    bad = {name: ["Must not contain NUL characters"] for name, value in request.args.items(multi=True) if "\x00" in value}
-    if bad:
-        return jsonify(error="Invalid query parameters", errors=bad), 422
-    return None
-
-
-bp.before_request(reject_unstorable_query_args)
-
-
-def paginated(query, page: int, per_page: int, serialize) -> dict:
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = db.session.scalars(query.limit(per_page).offset((page - 1) * per_page)).all()
-    return {"items": [serialize(r) for r in rows], "page": page, "per_page": per_page, "total": total}
+    id_name = f"{r.singular}_id"
+    collection, item = f"/{r.plural}", f"/{r.plural}/<id:{id_name}>"
+    blueprint.add_url_rule(collection, f"list_{r.plural}", list_objects, methods=["GET"])
+    blueprint.add_url_rule(collection, f"create_{r.singular}", create_object, methods=["POST"])
+    blueprint.add_url_rule(item, f"get_{r.singular}", get_object, methods=["GET"])
+    blueprint.add_url_rule(item, f"update_{r.singular}", update_object, methods=["PUT"])
+    blueprint.add_url_rule(item, f"delete_{r.singular}", delete_object, methods=["DELETE"])
 
 
 # --- companies ---------------------------------------------------------------
@@ -135,39 +122,9 @@ def _apply_company(company: Company, payload: dict, partial: bool) -> None:
         company.domains = [current.get(d) or CompanyDomain(domain=d) for d in domains]
 
 
-@bp.get("/companies")
-def list_companies():
-    page, per_page = pagination()
-    return jsonify(paginated(select(Company).order_by(Company.name), page, per_page, company_json))
-
-
-@bp.post("/companies")
-def create_company():
-    company = Company()
-    _apply_company(company, json_body(), partial=False)
-    db.session.add(company)
-    db.session.commit()
-    return jsonify(company_json(company)), 201
-
-
-@bp.get("/companies/<id:company_id>")
-def get_company(company_id):
-    return jsonify(company_json(get_or_404(Company, company_id)))
-
-
-@bp.put("/companies/<id:company_id>")
-def update_company(company_id):
-    company = get_or_404(Company, company_id)
-    _apply_company(company, json_body(), partial=True)
-    db.session.commit()
-    return jsonify(company_json(company))
-
-
-@bp.delete("/companies/<id:company_id>")
-def delete_company(company_id):
-    db.session.delete(get_or_404(Company, company_id))
-    db.session.commit()
-    return "", 204
+register_resource(bp, Resource(
+    "companies", "company", Company, company_json, _apply_company, Company, order_by=(Company.name,),
+))
 
 
 # --- staff -------------------------------------------------------------------
@@ -196,44 +153,15 @@ def _apply_staff(staff: Staff, payload: dict, partial: bool) -> None:
         raise Conflict("email", f"{staff.email} is already a contact of company {staff.company_id}")
 
 
-@bp.get("/staff")
-def list_staff():
-    page, per_page = pagination()
-    query = select(Staff).order_by(Staff.email, Staff.id)
+def _staff_filters(query):
     company_id = int_arg("company_id")
-    if company_id is not None:
-        query = query.where(Staff.company_id == company_id)
-    return jsonify(paginated(query, page, per_page, staff_json))
+    return query if company_id is None else query.where(Staff.company_id == company_id)
 
 
-@bp.post("/staff")
-def create_staff():
-    staff = Staff(name="")
-    _apply_staff(staff, json_body(), partial=False)
-    db.session.add(staff)
-    db.session.commit()
-    return jsonify(staff_json(staff)), 201
-
-
-@bp.get("/staff/<id:staff_id>")
-def get_staff(staff_id):
-    return jsonify(staff_json(get_or_404(Staff, staff_id)))
-
-
-@bp.put("/staff/<id:staff_id>")
-def update_staff(staff_id):
-    staff = get_or_404(Staff, staff_id)
-    with db.session.no_autoflush:
-        _apply_staff(staff, json_body(), partial=True)
-    db.session.commit()
-    return jsonify(staff_json(staff))
-
-
-@bp.delete("/staff/<id:staff_id>")
-def delete_staff(staff_id):
-    db.session.delete(get_or_404(Staff, staff_id))
-    db.session.commit()
-    return "", 204
+register_resource(bp, Resource(
+    "staff", "staff", Staff, staff_json, _apply_staff, lambda: Staff(name=""),
+    order_by=(Staff.email, Staff.id), list_filters=_staff_filters,
+))
 
 
 # --- users -------------------------------------------------------------------
@@ -267,39 +195,10 @@ def _apply_user(user: User, payload: dict, partial: bool) -> None:
         setattr(user, field, value)
 
 
-@bp.get("/users")
-def list_users():
-    page, per_page = pagination()
-    return jsonify(paginated(select(User).order_by(User.email), page, per_page, user_json))
-
-
-@bp.post("/users")
-def create_user():
-    user = User(name="", is_super_admin=False, is_active=True)
-    _apply_user(user, json_body(), partial=False)
-    db.session.add(user)
-    db.session.commit()
-    return jsonify(user_json(user)), 201
-
-
-@bp.get("/users/<id:user_id>")
-def get_user(user_id):
-    return jsonify(user_json(get_or_404(User, user_id)))
-
-
-@bp.put("/users/<id:user_id>")
-def update_user(user_id):
-    user = get_or_404(User, user_id)
-    _apply_user(user, json_body(), partial=True)
-    db.session.commit()
-    return jsonify(user_json(user))
-
-
-@bp.delete("/users/<id:user_id>")
-def delete_user(user_id):
-    db.session.delete(get_or_404(User, user_id))
-    db.session.commit()
-    return "", 204
+register_resource(bp, Resource(
+    "users", "user", User, user_json, _apply_user, lambda: User(name="", is_super_admin=False, is_active=True),
+    order_by=(User.email,),
+))
 
 
 # --- tickets -----------------------------------------------------------------
@@ -335,22 +234,3 @@ def get_ticket(ticket_id):
 def download_attachment(attachment_id):
     return send_attachment(get_or_404(Attachment, attachment_id))
 
-
-def send_attachment(attachment: Attachment, *, inline: bool = False):
-    """The attachment's bytes. Downloads are never rendered by the browser (the content is
-    untrusted); `inline` is only used for the raster images a message shows."""
-    if attachment.in_database:
-        blob = db.session.get(AttachmentBlob, attachment.sha256)
-        if blob is None:
-            abort(404, description="Attachment content is missing")
-        source = io.BytesIO(blob.content)
-    else:
-        source = storage.path_for(current_app.config["ATTACHMENT_DIR"], attachment.sha256)
-    if inline:
-        response = send_file(source, mimetype=attachment.content_type)
-        response.headers["Content-Security-Policy"] = "default-src 'none'"
-    else:
-        response = send_file(source, mimetype="application/octet-stream", as_attachment=True, download_name=attachment.filename)
-        response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response

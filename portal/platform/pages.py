@@ -1,19 +1,21 @@
 """Server-rendered platform pages: tickets and companies (super admin only)."""
 import re
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template
 from markupsafe import Markup
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ..auth import require_super_admin_page
 from ..extensions import db
+from ..http import get_or_404, page_arg, paginate
 from ..models import Attachment, Company, Ticket
+from .attachments import INLINE_IMAGE_TYPES, send_attachment
 
 bp = Blueprint("platform_pages", __name__)
 bp.before_request(require_super_admin_page)
 
-INLINE_IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
 CID_SRC = re.compile(r'src="cid:([^"]+)"', re.IGNORECASE)
+TICKETS_PER_PAGE = 25
 
 
 @bp.get("/")
@@ -23,13 +25,8 @@ def index():
 
 @bp.get("/tickets")
 def tickets():
-    page = request.args.get("page", 1, type=int) or 1
-    per_page = 25
-    query = select(Ticket).order_by(Ticket.id.desc())
-    total = db.session.scalar(select(func.count(Ticket.id)))
-    rows = db.session.scalars(query.limit(per_page).offset((max(page, 1) - 1) * per_page)).all()
-    pages = max(1, (total + per_page - 1) // per_page)
-    return render_template("platform/tickets.html", tickets=rows, page=page, pages=pages, total=total)
+    results = paginate(select(Ticket).order_by(Ticket.id.desc()), page_arg(), TICKETS_PER_PAGE)
+    return render_template("platform/tickets.html", tickets=results.items, results=results)
 
 
 def html_with_inline_images(message) -> Markup:
@@ -47,16 +44,12 @@ def html_with_inline_images(message) -> Markup:
 
 @bp.get("/tickets/<id:ticket_id>")
 def ticket_detail(ticket_id):
-    ticket = db.session.get(Ticket, ticket_id)
-    if ticket is None:
-        abort(404, description=f"Ticket {ticket_id} not found")
+    ticket = get_or_404(Ticket, ticket_id)
     return render_template("platform/ticket.html", ticket=ticket, render_html=html_with_inline_images)
 
 
 @bp.get("/tickets/attachments/<id:attachment_id>")
 def attachment_download(attachment_id):
-    from .api import send_attachment
-
     attachment = db.session.get(Attachment, attachment_id)
     if attachment is None:
         abort(404, description="Attachment not found")
@@ -65,8 +58,6 @@ def attachment_download(attachment_id):
 
 @bp.get("/tickets/attachments/<id:attachment_id>/inline")
 def attachment_inline(attachment_id):
-    from .api import send_attachment
-
     attachment = db.session.get(Attachment, attachment_id)
     if attachment is None or attachment.content_type not in INLINE_IMAGE_TYPES:
         abort(404, description="Inline image not found")

@@ -1,70 +1,38 @@
 """JSON shapes of platform objects."""
-from ..models import Company, Staff, Ticket, TicketMessage, User, isoformat
+from ..http import fields_json
+from ..models import Company, Staff, Ticket, TicketMessage, User
+
+COMPANY_FIELDS = ("id", "name", "email_domains", "created_at")
+STAFF_FIELDS = ("id", "company_id", "email", "name", "created_at")
+USER_FIELDS = ("id", "email", "name", "is_super_admin", "is_active", "created_at")
+ATTACHMENT_FIELDS = ("id", "filename", "content_type", "size")
+MESSAGE_FIELDS = ("id", "author_email", "body_text", "body_html", "message_id", "created_at")
+TICKET_FIELDS = (
+    "id", "subject", "status", "priority", "company_id", "requester", "source", "source_mailbox_id",
+    "created_at", "updated_at",
+)
 
 
 def company_json(company: Company) -> dict:
-    return {
-        "id": company.id,
-        "name": company.name,
-        "email_domains": company.email_domains,
-        "created_at": isoformat(company.created_at),
-    }
+    return fields_json(company, COMPANY_FIELDS)
 
 
 def staff_json(staff: Staff) -> dict:
-    return {
-        "id": staff.id,
-        "company_id": staff.company_id,
-        "email": staff.email,
-        "name": staff.name,
-        "created_at": isoformat(staff.created_at),
-    }
+    return fields_json(staff, STAFF_FIELDS)
 
 
 def user_json(user: User) -> dict:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "is_super_admin": user.is_super_admin,
-        "is_active": user.is_active,
-        "created_at": isoformat(user.created_at),
-    }
+    return fields_json(user, USER_FIELDS)
 
 
 def message_json(message: TicketMessage) -> dict:
-    return {
-        "id": message.id,
-        "author_email": message.author_email,
-        "body_text": message.body_text,
-        "body_html": message.body_html,
-        "message_id": message.message_id,
-        "created_at": isoformat(message.created_at),
-        "attachments": [
-            {
-                "id": a.id,
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": a.size,
-            }
-            for a in message.attachments
-        ],
-    }
+    data = fields_json(message, MESSAGE_FIELDS)
+    data["attachments"] = [fields_json(a, ATTACHMENT_FIELDS) for a in message.attachments]
+    return data
 
 
 def ticket_json(ticket: Ticket, with_messages: bool = True) -> dict:
-    data = {
-        "id": ticket.id,
-        "subject": ticket.subject,
-        "status": ticket.status,
-        "priority": ticket.priority,
-        "company_id": ticket.company_id,
-        "requester": ticket.requester,
-        "source": ticket.source,
-        "source_mailbox_id": ticket.source_mailbox_id,
-        "created_at": isoformat(ticket.created_at),
-        "updated_at": isoformat(ticket.updated_at),
-    }
+    data = fields_json(ticket, TICKET_FIELDS)
     if with_messages:
         data["messages"] = [message_json(m) for m in ticket.messages]
     return data

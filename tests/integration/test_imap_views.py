@@ -56,6 +56,16 @@ def test_test_connection_uses_the_stored_password_when_left_blank(client, admin,
     assert "Enter the password to test the connection." in missing
 
 
+def test_test_connection_lists_every_form_problem_at_once(client, admin, app_ctx):
+    login(client, "admin@portal.test")
+    form = {"host": " ", "port": "70000", "security": "plain", "username": "", "password": "", "csrf_token": csrf_token(client)}
+    page = client.post(f"{IMAP}/test-connection", data=form).get_data(as_text=True)
+    assert (
+        "Connection failed: Port must be between 1 and 65535. Host and username are needed to test the connection. "
+        "Enter the password to test the connection. Choose a security mode."
+    ) in page
+
+
 def test_edit_page_never_renders_the_password(client, admin, app_ctx, imap_account):
     mailbox = create_mailbox(imap_account)
     login(client, "admin@portal.test")

@@ -154,3 +154,18 @@ def test_pagination(api):
         api.post("/api/companies", json={"name": f"C{i}"})
     page = api.get("/api/companies?page=2&per_page=2").json
     assert page["total"] == 5 and [c["name"] for c in page["items"]] == ["C2", "C3"]
+
+
+@pytest.mark.parametrize(
+    "module,foreign",
+    [("portal.platform.api", "portal.imap"), ("portal.platform.pages", "portal.imap"), ("portal.http", "portal.imap"),
+     ("portal.imap.api", "portal.platform"), ("portal.imap.views", "portal.platform"), ("portal.http", "portal.platform")],
+)
+def test_blueprints_share_portal_http_and_not_each_other(module, foreign):
+    """imap and platform meet only in the app factory; their shared helpers live in portal/http.py."""
+    import subprocess
+    import sys
+
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('{foreign}')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Every example in docs/imap-filters.md is valid and does what its text says.
+"""Every example in the filter guide (portal/templates/imap/filter_guide.md) is valid and does what its text says.
 
 Recipes: each ```json block under "## Recipes" is followed by
 ``<!-- matches: ... -->`` and ``<!-- rejects: ... -->`` naming SAMPLES below.
@@ -7,14 +7,14 @@ Error messages: each ```json block under "## Error messages" is followed by
 """
 
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from portal.imap.filter_guide import GUIDE_RESOURCE, guide_markdown
 from portal.imap.filters import build_context, evaluate, parse_filter_text
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "imap-filters.md"
+GUIDE = guide_markdown()
 
 
 def addr(address, name=""):
@@ -95,9 +95,8 @@ SAMPLES = {
 
 
 def _section(title):
-    text = DOC.read_text(encoding="utf-8")
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert match, f"no '## {title}' section in {DOC}"
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", GUIDE, re.M | re.S)
+    assert match, f"no '## {title}' section in {GUIDE_RESOURCE}"
     return match.group(1)
 
 
@@ -153,8 +152,7 @@ def test_error_examples_are_exact():
 
 
 def test_other_doc_examples_are_valid():
-    text = DOC.read_text(encoding="utf-8")
-    intro = text[:text.index("## Error messages")]
+    intro = GUIDE[:GUIDE.index("## Error messages")]
     blocks = re.findall(r"```json\n(.*?)```", intro, re.S)
     assert blocks
     for source in blocks:

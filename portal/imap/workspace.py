@@ -1,0 +1,69 @@
+"""What the mailbox workspace shows: rows with their latest run and next scheduled time, a
+mailbox's recent runs and audit page, and the live cron preview. Reads only; the request
+handling stays in views.py."""
+from sqlalchemy import func, select
+
+from ..extensions import db
+from ..http import paginate
+from . import audit, scheduling, schemas
+from .cron_words import describe
+from .models import OUTCOMES, ImapAccount, SyncRun
+
+RUNS_SHOWN = 20
+MESSAGES_PER_PAGE = 25
+
+
+def latest_runs(account_ids: list[int]) -> dict[int, SyncRun]:
+    if not account_ids:
+        return {}
+    newest = (
+        select(func.max(SyncRun.id))
+        .where(SyncRun.account_id.in_(account_ids), SyncRun.status.not_in(("deferred", "skipped")))
+        .group_by(SyncRun.account_id)
+    )
+    return {run.account_id: run for run in db.session.scalars(select(SyncRun).where(SyncRun.id.in_(newest)))}
+
+
+def rows_context(rows: list[ImapAccount]) -> dict:
+    ids = [a.id for a in rows]
+    return {
+        "accounts": rows,
+        "next_runs": scheduling.next_run_times(ids),
+        "runs": latest_runs(ids),
+        "describe": describe,
+    }
+
+
+def recent_runs(account: ImapAccount) -> list[SyncRun]:
+    query = select(SyncRun).where(SyncRun.account_id == account.id).order_by(SyncRun.id.desc()).limit(RUNS_SHOWN)
+    return list(db.session.scalars(query))
+
+
+def detail_context(account: ImapAccount) -> dict:
+    return {
+        "runs": recent_runs(account),
+        "next_run": scheduling.next_run_times([account.id]).get(account.id),
+        "upcoming": scheduling.next_runs(account.schedule_cron, 3) if account.active else [],
+        "describe": describe,
+    }
+
+
+def messages_context(account: ImapAccount, outcome: str, page: int) -> dict:
+    """One page of the processed-message audit; an unknown outcome shows them all."""
+    if outcome not in OUTCOMES:
+        outcome = ""
+    results = paginate(audit.messages_query(account.id, outcome or None), page, MESSAGES_PER_PAGE)
+    return {
+        "messages": results.items,
+        "results": results,
+        "outcome": outcome,
+        "outcomes": OUTCOMES,
+        "outcome_counts": audit.outcome_counts(account.id),
+    }
+
+
+def cron_preview_context(expression: str) -> dict:
+    error = schemas.cron_error(expression)
+    if error:
+        return {"error": error, "expression": expression}
+    return {"error": None, "expression": expression, "words": describe(expression), "runs": scheduling.next_runs(expression, 3)}
