@@ -2,7 +2,7 @@
 
 Pure IO: no Flask, no database.  Everything that can go wrong surfaces as
 :class:`ImapError` (or a subclass) with a short, human message that never
-contains the password.
+contains the password (see ``client_errors``).
 
 imap-tools 1.16 is used to open the connection (``MailBox`` for implicit
 TLS, ``MailBoxUnencrypted``, and a strict STARTTLS variant) and to log in.
@@ -10,7 +10,8 @@ FETCH/STORE/SEARCH go through the underlying imaplib client
 (``mailbox.client.uid(...)``) because imap-tools' ``fetch`` hides errors:
 ``fetch(bulk=N)`` stops silently at the first empty chunk, ``N:*`` returns
 the last message even when its UID is below N, and ``msg.size`` is the size
-of what was fetched rather than RFC822.SIZE.  UID sets are batched here.
+of what was fetched rather than RFC822.SIZE.  UID sets are batched here
+(``client_wire``).
 
 An :class:`ImapSession` is not thread-safe; use one per thread.
 """
@@ -18,17 +19,35 @@ from __future__ import annotations
 
 import imaplib
 import logging
-import re
-import socket
-import ssl
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping
+from typing import ContextManager, Iterator, Mapping
 
 from imap_tools import MailBox, MailBoxUnencrypted
-from imap_tools.errors import ImapToolsError, MailboxLoginError, UnexpectedCommandStatusError
-from imap_tools.imap_utf7 import utf7_decode
-from imap_tools.mailbox import BaseMailBox, _create_imap4_client
+from imap_tools.mailbox import BaseMailBox
 from imap_tools.utils import encode_folder
+
+from .client_errors import (
+    ImapAuthError,
+    ImapConnectError,
+    ImapError,
+    Operation,
+    redact,
+    refusal,
+    response_text,
+    translated,
+)
+from .client_tls import StrictStartTlsMailBox, ssl_context
+from .client_wire import (
+    FetchItem,
+    body_batches,
+    chunks,
+    clean_uids,
+    collect_fetch_items,
+    compress_uids,
+    parse_list_item,
+    parse_search,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +63,15 @@ __all__ = [
     "ImapSession", "connect", "test_connection", "compress_uids",
 ]
 
-
-# --------------------------------------------------------------------- errors
-class ImapError(Exception):
-    """Any IMAP failure.  The message is short, human and never contains the password."""
-
-
-class ImapConnectError(ImapError):
-    """Server unreachable, timeout, TLS failure, lost connection, or login failure."""
-
-
-class ImapAuthError(ImapConnectError):
-    """The server rejected the credentials (or cannot accept them safely)."""
+CONNECT = Operation("connecting")
+LOGIN = Operation("logging in", refused="Login failed for user {user}", refused_error=ImapAuthError,
+                  login=True, dropped="Connection to {where} closed during login")
+LIST = Operation("listing folders")
+SELECT = Operation("opening folder '{folder}'", refused="Could not open folder '{folder}'",
+                   readonly="Folder '{folder}' can only be opened read-only")
+SEARCH = Operation("searching", refused="Search failed in folder '{folder}'")
+FETCH = Operation("fetching messages", refused="Fetching messages from '{folder}' failed")
+MARK_SEEN = Operation("marking messages as seen", refused="Marking messages as seen in '{folder}' failed")
 
 
 # ---------------------------------------------------------------- data types
@@ -93,264 +109,7 @@ class MessageInfo:
     size: int  # RFC822.SIZE, the real size
 
 
-# ------------------------------------------------------------------- helpers
-def compress_uids(uids: Iterable[int]) -> str:
-    """Sorted, de-duplicated UID set: [1,2,3,5,7,8] -> '1:3,5,7:8'."""
-    ordered = sorted(set(uids))
-    if not ordered:
-        raise ValueError("empty UID set")
-    parts: list[str] = []
-    start = prev = ordered[0]
-    for uid in ordered[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        parts.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = uid
-    parts.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(parts)
-
-
-def _clean_uids(uids: Iterable[int]) -> list[int]:
-    result = set()
-    for uid in uids:
-        value = int(uid)
-        if value <= 0:
-            raise ValueError(f"invalid UID {uid!r}")
-        result.add(value)
-    return sorted(result)
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    if size < 1:
-        raise ValueError("chunk size must be >= 1")
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-def _text(data) -> str:
-    """Server response data (list of bytes/tuples) -> one line of text."""
-    if isinstance(data, (bytes, bytearray)):
-        data = [data]
-    parts = []
-    for item in data or ():
-        if isinstance(item, tuple):
-            item = item[0]
-        if isinstance(item, (bytes, bytearray)):
-            parts.append(bytes(item).decode("utf-8", "replace"))
-        elif item is not None:
-            parts.append(str(item))
-    return " ".join(p.strip() for p in parts if p).strip()
-
-
-def _describe_oserror(exc: BaseException) -> str:
-    if isinstance(exc, socket.gaierror):
-        return exc.strerror or str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-# ------------------------------------------------------ FETCH response parsing
-class _ParseError(ValueError):
-    pass
-
-
-_LITERAL_AT_END = re.compile(rb"\{(\d+)\}\Z")
-_TOKEN = re.compile(
-    rb"[ \t]*(?:"
-    rb"(?P<open>\()"
-    rb"|(?P<close>\))"
-    rb'|"(?P<quoted>(?:[^"\\]|\\.)*)"'
-    rb"|(?P<atom>[^\s()\"{\[\]]+(?:\[[^\]]*\](?:<[0-9.]+>)?)?)"
-    rb")")
-_QUOTED_ESCAPE = re.compile(rb"\\(.)")
-_OPEN, _CLOSE = object(), object()
-
-# Fast paths for the usual shape (Dovecot answers in the order asked); anything
-# else goes through the general tokenizer.  They only look at the short text
-# before/after a literal, never at a message body.
-_FAST_BODY = re.compile(
-    rb"\d+ \(UID (\d+) FLAGS \(([^()\"{}]*)\) RFC822\.SIZE (\d+) BODY\[\] \{(\d+)\}\Z")
-_FAST_INFO = re.compile(
-    rb"\d+ \(UID (\d+) FLAGS \(([^()\"{}]*)\) RFC822\.SIZE (\d+)\)\Z")
-
-
-def _tokenize(segment: bytes, literal: bytes | None, out: list) -> None:
-    """Tokens of one text segment; a segment that came with a literal ends in {N}."""
-    if literal is not None:
-        m = _LITERAL_AT_END.search(segment)
-        if not m:
-            raise _ParseError("literal without {N} marker")
-        if int(m.group(1)) != len(literal):
-            raise _ParseError(f"literal announced {m.group(1).decode()} bytes, got {len(literal)}")
-        segment = segment[:m.start()]
-    pos, end = 0, len(segment)
-    while pos < end:
-        m = _TOKEN.match(segment, pos)
-        if not m or m.end() == pos:
-            if segment[pos:].strip() == b"":
-                break
-            raise _ParseError(f"cannot parse {segment[pos:pos + 40]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        if kind == "open":
-            out.append(_OPEN)
-        elif kind == "close":
-            out.append(_CLOSE)
-        elif kind == "quoted":
-            out.append(_QUOTED_ESCAPE.sub(rb"\1", m.group("quoted")))
-        else:
-            atom = m.group("atom").decode("ascii", "replace")
-            out.append(None if atom.upper() == "NIL" else atom)
-    if literal is not None:
-        out.append(literal)
-
-
-def _build(tokens: list) -> list:
-    root: list = []
-    stack = [root]
-    for tok in tokens:
-        if tok is _OPEN:
-            new: list = []
-            stack[-1].append(new)
-            stack.append(new)
-        elif tok is _CLOSE:
-            if len(stack) == 1:
-                raise _ParseError("unbalanced ')'")
-            stack.pop()
-        else:
-            stack[-1].append(tok)
-    if len(stack) != 1:
-        raise _ParseError("unbalanced '('")
-    return root
-
-
-@dataclass
-class _FetchItem:
-    uid: int | None = None
-    flags: tuple[str, ...] | None = None
-    size: int | None = None
-    body: bytes | None = None
-    has_body: bool = False
-
-
-def _interpret(pieces: list) -> _FetchItem:
-    """One FETCH response (imaplib pieces: (text, literal) tuples, then the
-    closing text) -> _FetchItem."""
-    # fast paths
-    if len(pieces) == 2 and isinstance(pieces[0], tuple) and pieces[1] == b")":
-        head, literal = pieces[0]
-        m = _FAST_BODY.match(head)
-        if m and int(m.group(4)) == len(literal):
-            return _FetchItem(int(m.group(1)), tuple(m.group(2).decode("ascii", "replace").split()),
-                              int(m.group(3)), literal, True)
-    elif len(pieces) == 1 and isinstance(pieces[0], bytes):
-        m = _FAST_INFO.match(pieces[0])
-        if m:
-            return _FetchItem(int(m.group(1)), tuple(m.group(2).decode("ascii", "replace").split()),
-                              int(m.group(3)))
-    tokens: list = []
-    for piece in pieces:
-        if isinstance(piece, tuple):
-            _tokenize(piece[0], piece[1], tokens)
-        else:
-            _tokenize(piece, None, tokens)
-    tree = _build(tokens)
-    if len(tree) < 2 or not isinstance(tree[0], str) or not tree[0].isdigit() or not isinstance(tree[1], list):
-        raise _ParseError("not a FETCH response")
-    atts = tree[1]
-    if len(atts) % 2:
-        raise _ParseError("odd number of items in FETCH response")
-    item = _FetchItem()
-    for i in range(0, len(atts), 2):
-        name, value = atts[i], atts[i + 1]
-        if not isinstance(name, str):
-            raise _ParseError("FETCH item name is not an atom")
-        key = name.upper()
-        if key == "UID":
-            item.uid = int(value)
-        elif key == "FLAGS":
-            if not isinstance(value, list):
-                raise _ParseError("FLAGS is not a list")
-            item.flags = tuple(str(f) for f in value if f is not None)
-        elif key == "RFC822.SIZE":
-            item.size = int(value)
-        elif key in ("BODY[]", "RFC822", "BINARY[]"):
-            item.has_body = True
-            if isinstance(value, str):  # an atom where a string belongs
-                raise _ParseError("BODY[] is not a string")
-            item.body = value  # None for NIL
-    return item
-
-
-def _split_fetch_responses(data: list) -> Iterator[list]:
-    """imaplib's FETCH data -> one list of pieces per FETCH response.
-
-    imaplib stores a response with literals as (text-up-to-{N}, literal)
-    tuples, one per literal, followed by the text after the last literal;
-    a response without literal is a single bytes item."""
-    current: list | None = None
-    for item in data:
-        if item is None:
-            continue
-        if isinstance(item, tuple):
-            if current is None:
-                current = [item]
-            else:
-                current.append(item)
-        else:
-            if current is None:
-                yield [item]
-            else:
-                current.append(item)
-                yield current
-                current = None
-    if current is not None:
-        yield current
-
-
 # ------------------------------------------------------------ the connection
-class _MailBoxStartTlsStrict(BaseMailBox):
-    """Plain connection upgraded with STARTTLS; refuses servers that do not
-    offer it (never falls back to plaintext) and closes the socket on failure."""
-
-    def __init__(self, host: str, port: int, timeout: float, ssl_context: ssl.SSLContext) -> None:
-        self._host, self._port, self._timeout, self._ssl_context = host, port, timeout, ssl_context
-        super().__init__()
-
-    def _get_mailbox_client(self) -> imaplib.IMAP4:
-        client = _create_imap4_client(self._host, self._port, self._timeout)
-        try:
-            if "STARTTLS" not in client.capabilities:
-                raise ImapConnectError(
-                    f"Server {self._host}:{self._port} does not offer STARTTLS; "
-                    "refusing to continue without encryption")
-            typ, data = client.starttls(self._ssl_context)
-            if typ != "OK":
-                raise ImapConnectError(f"STARTTLS failed on {self._host}:{self._port}: {_text(data)}")
-        except BaseException:
-            try:
-                client.shutdown()
-            except Exception:
-                pass
-            raise
-        return client
-
-
-def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if settings.ca_file:
-        try:
-            ctx.load_verify_locations(cafile=settings.ca_file)
-        except (OSError, ssl.SSLError) as exc:
-            raise ImapConnectError(f"Cannot load CA file {settings.ca_file}: {_describe_oserror(exc)}") from None
-    if not settings.verify_tls:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 class ImapSession:
     """A logged-in IMAP connection.  Use as a context manager; it logs out and
     closes the socket on exit, also after errors."""
@@ -383,33 +142,31 @@ class ImapSession:
         except Exception:  # already broken: just drop it
             pass
         finally:
-            try:
-                self._client.shutdown()
-            except Exception:
-                pass
+            self._shutdown()
 
     @property
     def capabilities(self) -> tuple[str, ...]:
         return tuple(self._client.capabilities)
 
-    # error translation ----------------------------------------------------
-    def _redact(self, message: str) -> str:
-        return _redact(message, self._settings.password)
+    # failures ---------------------------------------------------------------
+    def _failing(self, op: Operation, folder: str | None = None) -> ContextManager[None]:
+        """Translate what the block raises; a lost connection closes the session."""
+        return translated(op, self._settings, connected=True,
+                          folder=self.folder if folder is None else folder,
+                          on_connection_lost=self._closed_broken)
 
-    def _fail(self, exc: BaseException, action: str) -> ImapError:
-        """Map a low-level exception to an ImapError (to be raised by the caller)."""
-        err = _translate(exc, self._settings, action, connected=True)
-        if isinstance(err, ImapConnectError):
-            self._closed_broken()
-        return err
+    def _refused(self, op: Operation, data, folder: str | None = None) -> ImapError:
+        return refusal(op, self._settings, response_text(data),
+                       folder=self.folder if folder is None else folder)
 
     def _closed_broken(self) -> None:
         if not self._closed:
             self._closed = True
-            try:
-                self._client.shutdown()
-            except Exception:
-                pass
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        with suppress(Exception):
+            self._client.shutdown()
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -431,7 +188,7 @@ class ImapSession:
         if "\0" in creds:
             raise ImapAuthError(f"Login failed for user {s.username!r}: "
                                 "the user name or password contains a NUL character")
-        try:
+        with self._failing(LOGIN):
             # LOGIN takes quoted ASCII strings; anything else (non-ASCII, CR/LF,
             # which could end the command line early) goes base64-encoded
             # through AUTHENTICATE PLAIN
@@ -443,36 +200,20 @@ class ImapSession:
                 raise ImapAuthError(
                     f"Login failed for user {s.username}: the server offers no way to send "
                     "non-ASCII user names or passwords or ones with line breaks (AUTH=PLAIN)")
-        except ImapError:
-            raise
-        except MailboxLoginError as exc:
-            detail = _text(exc.command_result[1]) or "rejected"
-            raise ImapAuthError(self._redact(f"Login failed for user {s.username}: {detail}")) from None
-        except imaplib.IMAP4.abort as exc:
-            raise ImapConnectError(self._redact(
-                f"Connection to {self._where} closed during login: {exc}")) from None
-        except imaplib.IMAP4.error as exc:
-            # imaplib raises on BAD / failed AUTHENTICATE
-            raise ImapAuthError(self._redact(f"Login failed for user {s.username}: {exc}")) from None
-        except BaseException as exc:
-            raise self._fail(exc, "logging in") from None
 
     # commands ---------------------------------------------------------------
     def list_folders(self) -> list[str]:
         """Selectable folder names (decoded), in server order."""
         self._ensure_open()
-        try:
+        with self._failing(LIST):
             typ, data = self._client._simple_command("LIST", '""', '"*"')
             if typ != "OK":
-                raise ImapError(self._redact(f"Could not list folders on {self._where}: {_text(data)}"))
+                raise ImapError(redact(f"Could not list folders on {self._where}: {response_text(data)}",
+                                       self._settings.password))
             typ, data = self._client._untagged_response(typ, data, "LIST")
-        except ImapError:
-            raise
-        except BaseException as exc:
-            raise self._fail(exc, "listing folders") from None
         names: list[str] = []
         for item in data:
-            parsed = _parse_list_item(item)
+            parsed = parse_list_item(item)
             if parsed is None:
                 continue
             flags, name = parsed
@@ -486,22 +227,13 @@ class ImapSession:
         """SELECT (or EXAMINE when readonly) a folder."""
         self._ensure_open()
         self.folder = None
-        try:
+        with self._failing(SELECT, folder):
             typ, data = self._client.select(encode_folder(folder), readonly)
-        except imaplib.IMAP4.readonly:
-            raise ImapError(f"Folder '{folder}' can only be opened read-only") from None
-        except imaplib.IMAP4.abort as exc:
-            raise self._fail(exc, f"opening folder '{folder}'") from None
-        except imaplib.IMAP4.error as exc:
-            raise ImapError(self._redact(f"Could not open folder '{folder}': {exc}")) from None
-        except BaseException as exc:
-            raise self._fail(exc, f"opening folder '{folder}'") from None
         if typ != "OK":
-            detail = _text(data)
-            low = detail.lower()
+            low = response_text(data).lower()
             if "nonexistent" in low or "exist" in low or "not found" in low or "unknown mailbox" in low:
                 raise ImapError(f"Folder '{folder}' does not exist")
-            raise ImapError(self._redact(f"Could not open folder '{folder}': {detail}"))
+            raise self._refused(SELECT, data, folder)
         ur = self._client.untagged_responses
         try:
             uidvalidity = int(ur["UIDVALIDITY"][-1])
@@ -530,7 +262,7 @@ class ImapSession:
             criteria += ["UID", f"{above_uid + 1}:*"]
         if not criteria:
             criteria.append("ALL")
-        try:
+        with self._failing(SEARCH):
             try:
                 typ, data = self._client.uid("SEARCH", "CHARSET", SEARCH_CHARSET, *criteria)
             except imaplib.IMAP4.abort:
@@ -539,27 +271,12 @@ class ImapSession:
                 log.debug("UID SEARCH with CHARSET failed (%s); retrying without", exc)
                 typ, data = "BAD", [str(exc).encode()]
             if typ != "OK":
-                log.debug("UID SEARCH with CHARSET answered %s %s; retrying without", typ, _text(data))
+                log.debug("UID SEARCH with CHARSET answered %s %s; retrying without", typ, response_text(data))
                 typ, data = self._client.uid("SEARCH", *criteria)
-        except imaplib.IMAP4.abort as exc:
-            raise self._fail(exc, "searching") from None
-        except imaplib.IMAP4.error as exc:
-            raise ImapError(self._redact(f"Search failed in folder '{self.folder}': {exc}")) from None
-        except BaseException as exc:
-            raise self._fail(exc, "searching") from None
         if typ != "OK":
-            raise ImapError(self._redact(f"Search failed in folder '{self.folder}': {_text(data)}"))
-        uids: set[int] = set()
-        for line in data:
-            if not line:
-                continue
-            if isinstance(line, tuple):
-                line = line[0]
-            for word in line.split():
-                if word.isdigit():
-                    uids.add(int(word))
+            raise self._refused(SEARCH, data)
         # "N:*" also matches the last message when no UID >= N exists
-        return sorted(u for u in uids if u > above_uid)
+        return sorted(u for u in parse_search(data) if u > above_uid)
 
     def _uid_fetch(self, uids: list[int], items: str) -> tuple[list, bool]:
         """One UID FETCH; returns (imaplib data, expunges?).  expunges: the
@@ -570,74 +287,38 @@ class ImapSession:
         ur = client.untagged_responses
         for key in ("FETCH", "EXPUNGE", "EXPUNGEISSUED", "VANISHED"):  # stale ones
             ur.pop(key, None)
-        try:
+        with self._failing(FETCH):
             typ, data = client.uid("FETCH", compress_uids(uids), items)
-        except imaplib.IMAP4.abort as exc:
-            raise self._fail(exc, "fetching messages") from None
-        except imaplib.IMAP4.error as exc:
-            raise ImapError(self._redact(f"Fetching messages from '{self.folder}' failed: {exc}")) from None
-        except BaseException as exc:
-            raise self._fail(exc, "fetching messages") from None
         popped = [ur.pop(key, None) for key in ("EXPUNGE", "EXPUNGEISSUED", "VANISHED")]
         expunges = any(p is not None for p in popped)
         if typ == "OK":
             return data, expunges
         # NO: the FETCH responses that did arrive are still in untagged_responses
-        detail = _text(data)
+        detail = response_text(data)
         fetched = ur.pop("FETCH", [])
         low = detail.lower()
         if expunges or "expunge" in low or "no longer exist" in low or "not exist" in low:
             return fetched, True
-        raise ImapError(self._redact(f"Fetching messages from '{self.folder}' failed: {detail}"))
+        raise self._refused(FETCH, data)
 
-    def _parse(self, data: list, wanted: set[int], need_body: bool) -> dict[int, _FetchItem]:
-        found: dict[int, _FetchItem] = {}
-        flag_updates: dict[int, tuple[str, ...]] = {}
-        vanished: set[int] = set()
-        for pieces in _split_fetch_responses(data):
-            try:
-                item = _interpret(pieces)
-            except (_ParseError, ValueError) as exc:
-                raise ImapError(f"Unexpected FETCH response from {self._where}: {exc}") from None
-            uid = item.uid
-            if uid is None or uid not in wanted:
-                log.debug("ignoring unsolicited FETCH response (uid=%s)", uid)
-                continue
-            if need_body and item.has_body and item.body is None:
-                # BODY[] NIL: Dovecot's answer for a message expunged by
-                # another session that this session still had in its view
-                vanished.add(uid)
-                continue
-            complete = item.has_body if need_body else (item.flags is not None and item.size is not None)
-            if not complete:
-                if item.flags is not None:
-                    flag_updates[uid] = item.flags  # unsolicited flag change
-                continue
-            if uid in found:
-                continue
-            if item.flags is None:
-                item.flags = flag_updates.get(uid, ())
-            found[uid] = item
-            flag_updates.pop(uid, None)
-        for uid, flags in flag_updates.items():  # a change reported after the data
-            if uid in found:
-                found[uid].flags = flags
-        for uid in vanished:
-            found.pop(uid, None)
-        return found
+    def _collect(self, data: list, wanted: set[int], need_body: bool) -> dict[int, FetchItem]:
+        try:
+            return collect_fetch_items(data, wanted, need_body)
+        except ValueError as exc:  # FetchResponseError, or a number that is not one
+            raise ImapError(f"Unexpected FETCH response from {self._where}: {exc}") from None
 
     def fetch_info(self, uids: list[int], chunk: int = 1000) -> list[MessageInfo]:
         """UID, FLAGS and RFC822.SIZE of the given messages, in UID order.
         UIDs that no longer exist are left out and listed in ``last_missing``."""
         self._ensure_selected()
-        ordered = _clean_uids(uids)
+        ordered = clean_uids(uids)
         self.last_missing = []
         result: list[MessageInfo] = []
-        for batch in _chunks(ordered, chunk):
+        for batch in chunks(ordered, chunk):
             wanted = set(batch)
             for _attempt in range(3):
                 data, expunges = self._uid_fetch(batch, "(UID FLAGS RFC822.SIZE)")
-                found = self._parse(data, wanted, need_body=False)
+                found = self._collect(data, wanted, need_body=False)
                 # Messages expunged by another session are still answered
                 # (Dovecot: with \Deleted, sometimes RFC822.SIZE 0) before
                 # the EXPUNGE reaches us; once delivered, asking again gives
@@ -661,15 +342,15 @@ class ImapSession:
         is exhausted).  With ``sizes`` (uid -> RFC822.SIZE, e.g. from
         fetch_info) a chunk also stays under ``max_chunk_bytes``."""
         self._ensure_selected()
-        ordered = _clean_uids(uids)
+        ordered = clean_uids(uids)
         self.last_missing = []
         return self._fetch_messages(ordered, chunk, sizes, max_chunk_bytes)
 
     def _fetch_messages(self, ordered: list[int], chunk: int, sizes: Mapping[int, int] | None,
                         max_chunk_bytes: int) -> Iterator[FetchedMessage]:
-        for batch in self._body_batches(ordered, chunk, sizes, max_chunk_bytes):
+        for batch in body_batches(ordered, chunk, sizes, max_chunk_bytes):
             data, _ = self._uid_fetch(batch, "(UID FLAGS RFC822.SIZE BODY.PEEK[])")
-            found = self._parse(data, set(batch), need_body=True)
+            found = self._collect(data, set(batch), need_body=True)
             del data
             missing = [uid for uid in batch if uid not in found]
             self.last_missing.extend(missing)
@@ -681,112 +362,18 @@ class ImapSession:
                 yield FetchedMessage(uid=uid, flags=item.flags or (),
                                      size=item.size if item.size is not None else len(raw), raw=raw)
 
-    @staticmethod
-    def _body_batches(ordered: list[int], chunk: int, sizes: Mapping[int, int] | None,
-                      max_chunk_bytes: int) -> Iterator[list[int]]:
-        if chunk < 1:
-            raise ValueError("chunk size must be >= 1")
-        if not sizes:
-            yield from _chunks(ordered, chunk)
-            return
-        batch: list[int] = []
-        total = 0
-        for uid in ordered:
-            size = int(sizes.get(uid, 0))
-            if batch and (len(batch) >= chunk or total + size > max_chunk_bytes):
-                yield batch
-                batch, total = [], 0
-            batch.append(uid)
-            total += size
-        if batch:
-            yield batch
-
     def mark_seen(self, uids: list[int], chunk: int = 1000) -> None:
         """UID STORE +FLAGS.SILENT (\\Seen); UIDs that no longer exist are ignored."""
         self._ensure_selected()
         if self.readonly:
             raise ImapError(f"Cannot mark messages as seen: folder '{self.folder}' is open read-only")
-        for batch in _chunks(_clean_uids(uids), chunk):
-            try:
+        for batch in chunks(clean_uids(uids), chunk):
+            with self._failing(MARK_SEEN):
                 typ, data = self._client.uid("STORE", compress_uids(batch), "+FLAGS.SILENT", "(\\Seen)")
-            except imaplib.IMAP4.abort as exc:
-                raise self._fail(exc, "marking messages as seen") from None
-            except imaplib.IMAP4.error as exc:
-                raise ImapError(self._redact(f"Marking messages as seen in '{self.folder}' failed: {exc}")) from None
-            except BaseException as exc:
-                raise self._fail(exc, "marking messages as seen") from None
             if typ != "OK":
-                detail = _text(data)
-                if "expunge" in detail.lower():
+                if "expunge" in response_text(data).lower():
                     continue
-                raise ImapError(self._redact(f"Marking messages as seen in '{self.folder}' failed: {detail}"))
-
-
-_LIST_RE = re.compile(rb'\((?P<flags>[^)]*)\) (?P<delim>"(?:[^"\\]|\\.)*"|NIL) ?(?P<name>.*)\Z', re.S)
-
-
-def _parse_list_item(item) -> tuple[set[str], str] | None:
-    if not item:
-        return None
-    if isinstance(item, tuple):  # name sent as a literal
-        head, literal = item[0], item[1]
-        m = _LIST_RE.match(_LITERAL_AT_END.sub(b"", head).rstrip())
-        if not m:
-            return None
-        raw_name = literal
-    else:
-        m = _LIST_RE.match(item)
-        if not m:
-            return None
-        raw_name = m.group("name").strip()
-        if raw_name.startswith(b'"') and raw_name.endswith(b'"') and len(raw_name) >= 2:
-            raw_name = _QUOTED_ESCAPE.sub(rb"\1", raw_name[1:-1])
-    flags = {f.lower() for f in m.group("flags").decode("ascii", "replace").split()}
-    try:
-        name = utf7_decode(raw_name)
-    except Exception:
-        name = raw_name.decode("utf-8", "replace")
-    return flags, name
-
-
-def _redact(message: str, password: str | None) -> str:
-    if password:
-        for variant in {password, password.replace("\\", "\\\\").replace('"', '\\"')}:
-            if variant:
-                message = message.replace(variant, "***")
-    return message
-
-
-def _translate(exc: BaseException, settings: ConnectionSettings, action: str, *, connected: bool) -> ImapError:
-    where = f"{settings.host}:{settings.port}"
-    if isinstance(exc, ImapError):
-        return exc
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        msg = f"Timed out after {settings.timeout:g}s talking to {where}"
-        return ImapConnectError(_redact(msg, settings.password))
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or str(exc)
-        return ImapConnectError(_redact(f"TLS certificate verification failed for {where}: {reason}",
-                                        settings.password))
-    if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or str(exc)
-        return ImapConnectError(_redact(f"TLS error with {where}: {reason}", settings.password))
-    if isinstance(exc, OSError):
-        if connected:
-            return ImapConnectError(_redact(f"Connection to {where} lost while {action}: "
-                                            f"{_describe_oserror(exc)}", settings.password))
-        return ImapConnectError(_redact(f"Could not connect to {where}: {_describe_oserror(exc)}",
-                                        settings.password))
-    if isinstance(exc, imaplib.IMAP4.abort):
-        return ImapConnectError(_redact(f"Connection to {where} failed while {action}: {exc}", settings.password))
-    if isinstance(exc, (imaplib.IMAP4.error, ImapToolsError, UnexpectedCommandStatusError)):
-        return ImapError(_redact(f"IMAP error from {where} while {action}: {exc}", settings.password))
-    if isinstance(exc, UnicodeError):
-        return ImapError(f"Cannot encode a value for {where} while {action}")
-    if isinstance(exc, Exception):
-        return ImapError(_redact(f"Unexpected error talking to {where} while {action}: "
-                                 f"{type(exc).__name__}: {exc}", settings.password))
-    raise exc  # KeyboardInterrupt and friends propagate unchanged
+                raise self._refused(MARK_SEEN, data)
 
 
 # ------------------------------------------------------------- entry points
@@ -808,17 +395,15 @@ def connect(settings: ConnectionSettings) -> ImapSession:
     if not settings.timeout or settings.timeout <= 0:
         raise ImapConnectError(f"Invalid timeout {settings.timeout!r}")
     timeout = float(settings.timeout)
-    try:
-        if security == "ssl":
-            mailbox: BaseMailBox = MailBox(host, port, timeout=timeout, ssl_context=_ssl_context(settings))
-        elif security == "starttls":
-            mailbox = _MailBoxStartTlsStrict(host, port, timeout, _ssl_context(settings))
+    with translated(CONNECT, settings, connected=False):
+        if security == "none":
+            mailbox: BaseMailBox = MailBoxUnencrypted(host, port, timeout=timeout)
         else:
-            mailbox = MailBoxUnencrypted(host, port, timeout=timeout)
-    except ImapError:
-        raise
-    except BaseException as exc:
-        raise _translate(exc, settings, "connecting", connected=False) from None
+            context = ssl_context(verify=settings.verify_tls, ca_file=settings.ca_file)
+            if security == "ssl":
+                mailbox = MailBox(host, port, timeout=timeout, ssl_context=context)
+            else:
+                mailbox = StrictStartTlsMailBox(host, port, timeout, context)
     session = ImapSession(mailbox, settings)
     try:
         session._login()

@@ -1,18 +1,24 @@
 """portal.imap.client against a real Dovecot (tests/support/dovecot.py); no fakes.
 
 The only non-Dovecot peers are plain sockets that model a dead port and a
-server that never greets.
+server that never greets.  The error translation table is checked on its own
+at the end: most of its rows (a TLS error mid-command, a server that drops
+the line during login) cannot be provoked from a healthy Dovecot.
 """
 from __future__ import annotations
 
+import imaplib
 import os
+import random
 import signal
 import socket
+import ssl
 import threading
 import time
 import tracemalloc
 
 import pytest
+from imap_tools.errors import MailboxLoginError
 
 from portal.imap import client as imap_client
 from portal.imap.client import (
@@ -25,7 +31,9 @@ from portal.imap.client import (
     connect,
     test_connection,
 )
-from tests.support.dovecot import DovecotServer, ImapAccount, free_port, make_message
+from portal.imap.client_errors import translate, translated
+from portal.imap.client_wire import interpret_fetch
+from tests.support.dovecot import DovecotServer, ImapAccount, free_port, make_message, uid_set
 
 
 def settings(account: ImapAccount, security: str = "none", *, verify: bool = True, ca: bool = True,
@@ -150,16 +158,23 @@ def test_password_with_line_break_cannot_inject_commands(imap_account):
     assert "Injected" not in imap_account.list_folders()
 
 
-def test_unreachable_port_fails_fast():
-    port = free_port()
-    s = ConnectionSettings(host="127.0.0.1", port=port, security="none", verify_tls=True,
-                           username="u", password="secret-pw", timeout=5)
+def connect_error_within(seconds: float, port: int, security: str = "none",
+                         timeout: float = 5) -> ImapConnectError:
+    """The error connecting to a loopback peer that is not Dovecot, which must come in time."""
+    s = ConnectionSettings(host="127.0.0.1", port=port, security=security, verify_tls=True,
+                           username="u", password="secret-pw", timeout=timeout)
     started = time.monotonic()
     with pytest.raises(ImapConnectError) as info:
         connect(s)
-    assert time.monotonic() - started < 2
-    assert str(info.value) == f"Could not connect to 127.0.0.1:{port}: Connection refused"
-    assert not isinstance(info.value, ImapAuthError)
+    assert time.monotonic() - started < seconds
+    return info.value
+
+
+def test_unreachable_port_fails_fast():
+    port = free_port()
+    err = connect_error_within(2, port)
+    assert str(err) == f"Could not connect to 127.0.0.1:{port}: Connection refused"
+    assert not isinstance(err, ImapAuthError)
 
 
 @pytest.fixture
@@ -192,13 +207,8 @@ def silent_server():
 
 @pytest.mark.parametrize("security", ["none", "ssl", "starttls"])
 def test_server_that_never_greets_times_out(silent_server, security):
-    s = ConnectionSettings(host="127.0.0.1", port=silent_server, security=security, verify_tls=True,
-                           username="u", password="secret-pw", timeout=0.5)
-    started = time.monotonic()
-    with pytest.raises(ImapConnectError) as info:
-        connect(s)
-    assert time.monotonic() - started < 3
-    assert str(info.value) == f"Timed out after 0.5s talking to 127.0.0.1:{silent_server}"
+    err = connect_error_within(3, silent_server, security, timeout=0.5)
+    assert str(err) == f"Timed out after 0.5s talking to 127.0.0.1:{silent_server}"
 
 
 def test_timeout_applies_to_later_reads(dovecot_server, imap_account):
@@ -451,9 +461,9 @@ def test_fetch_response_parser_keeps_the_literal_object():
     # Both the fast path and the general tokenizer hand the literal on as is.
     literal = b"Subject: x\r\n\r\n" + b"y" * 100_000
     n = str(len(literal)).encode()
-    fast = imap_client._interpret(
+    fast = interpret_fetch(
         [(b"1 (UID 7 FLAGS (\\Seen) RFC822.SIZE " + n + b" BODY[] {" + n + b"}", literal), b")"])
-    general = imap_client._interpret(
+    general = interpret_fetch(
         [(b"1 (FLAGS (\\Seen) UID 7 BODY[] {" + n + b"}", literal), b" RFC822.SIZE " + n + b")"])
     for item in (fast, general):
         assert (item.uid, item.flags, item.size) == (7, ("\\Seen",), len(literal))
@@ -626,3 +636,87 @@ def test_server_requiring_tls_refuses_plaintext_login(tls_required_server):
         with connect(settings(account, security)) as session:
             assert "INBOX" in session.list_folders()
     assert account.append(make_message(1)) == 1  # helpers use STARTTLS here
+
+
+def test_compress_uids_agrees_with_the_support_kit():
+    # The kit's uid_set is written apart from the client's; each checks the other.
+    rng = random.Random(8)
+    for _ in range(2000):
+        uids = [rng.randint(1, 60) for _ in range(rng.randint(1, 40))]
+        assert compress_uids(uids) == uid_set(uids)
+    assert compress_uids([8, 1, 2, 3, 5, 7, 3]) == "1:3,5,7:8"
+    with pytest.raises(ValueError):
+        compress_uids([])
+
+
+# ---------------------------------------- error translation (no server needed)
+TRANSLATED_AS = ConnectionSettings(host="h.example", port=993, security="ssl", verify_tls=True,
+                                   username="u@x", password="pw-s3cret", timeout=7.5)
+
+
+def _ssl_error(reason: str) -> ssl.SSLError:
+    err = ssl.SSLError(1, "handshake failed pw-s3cret")
+    err.reason = reason
+    return err
+
+
+@pytest.mark.parametrize("exc, op, connected, folder, expected", [
+    (socket.timeout("timed out"), imap_client.FETCH, True, "INBOX",
+     (ImapConnectError, "Timed out after 7.5s talking to h.example:993")),
+    (ConnectionRefusedError(111, "Connection refused"), imap_client.CONNECT, False, None,
+     (ImapConnectError, "Could not connect to h.example:993: Connection refused")),
+    (ConnectionResetError(104, "Connection reset by peer"), imap_client.FETCH, True, "INBOX",
+     (ImapConnectError, "Connection to h.example:993 lost while fetching messages: Connection reset by peer")),
+    (_ssl_error("WRONG_VERSION_NUMBER"), imap_client.CONNECT, False, None,
+     (ImapConnectError, "TLS error with h.example:993: WRONG_VERSION_NUMBER")),
+    (imaplib.IMAP4.abort("EOF pw-s3cret"), imap_client.SEARCH, True, "INBOX",
+     (ImapConnectError, "Connection to h.example:993 failed while searching: EOF ***")),
+    (imaplib.IMAP4.error("BAD pw-s3cret"), imap_client.SEARCH, True, "INBOX",
+     (ImapError, "Search failed in folder 'INBOX': BAD ***")),
+    (imaplib.IMAP4.error("BAD pw-s3cret"), imap_client.LIST, True, None,
+     (ImapError, "IMAP error from h.example:993 while listing folders: BAD ***")),
+    (imaplib.IMAP4.error("BAD"), imap_client.MARK_SEEN, True, "Sup {port}",
+     (ImapError, "Marking messages as seen in 'Sup {port}' failed: BAD")),
+    (imaplib.IMAP4.readonly("Archive is not writable"), imap_client.SELECT, True, "Archive",
+     (ImapError, "Folder 'Archive' can only be opened read-only")),
+    (imaplib.IMAP4.readonly("status changed"), imap_client.FETCH, True, "Archive",
+     (ImapConnectError, "Connection to h.example:993 failed while fetching messages: status changed")),
+    (MailboxLoginError(("NO", [b"[AUTHENTICATIONFAILED] pw-s3cret"]), "OK"), imap_client.LOGIN, True, None,
+     (ImapAuthError, "Login failed for user u@x: [AUTHENTICATIONFAILED] ***")),
+    (MailboxLoginError(("NO", [None]), "OK"), imap_client.LOGIN, True, None,
+     (ImapAuthError, "Login failed for user u@x: rejected")),
+    (imaplib.IMAP4.error("AUTHENTICATE failed"), imap_client.LOGIN, True, None,
+     (ImapAuthError, "Login failed for user u@x: AUTHENTICATE failed")),
+    (imaplib.IMAP4.abort("EOF"), imap_client.LOGIN, True, None,
+     (ImapConnectError, "Connection to h.example:993 closed during login: EOF")),
+    (UnicodeEncodeError("ascii", "Ü", 0, 1, "ordinal"), imap_client.SELECT, True, "Ü",
+     (ImapError, "Cannot encode a value for h.example:993 while opening folder 'Ü'")),
+    (ValueError("odd pw-s3cret"), imap_client.SEARCH, True, "INBOX",
+     (ImapError, "Unexpected error talking to h.example:993 while searching: ValueError: odd ***")),
+])
+def test_translation_table(exc, op, connected, folder, expected):
+    err = translate(exc, op, TRANSLATED_AS, connected=connected, folder=folder)
+    assert (type(err), str(err)) == expected
+
+
+def test_translated_block_closes_only_on_connection_errors():
+    lost: list[bool] = []
+    with pytest.raises(ImapError) as info:
+        with translated(imap_client.SEARCH, TRANSLATED_AS, connected=True, folder="INBOX",
+                        on_connection_lost=lambda: lost.append(True)):
+            raise imaplib.IMAP4.error("BAD")
+    assert type(info.value) is ImapError and not lost
+    with pytest.raises(ImapConnectError):
+        with translated(imap_client.SEARCH, TRANSLATED_AS, connected=True, folder="INBOX",
+                        on_connection_lost=lambda: lost.append(True)):
+            raise imaplib.IMAP4.abort("EOF")
+    assert lost == [True]
+    already = ImapConnectError("already decided")
+    with pytest.raises(ImapConnectError) as info:
+        with translated(imap_client.SEARCH, TRANSLATED_AS, connected=True,
+                        on_connection_lost=lambda: lost.append(True)):
+            raise already
+    assert info.value is already and lost == [True]
+    with pytest.raises(KeyboardInterrupt):
+        with translated(imap_client.SEARCH, TRANSLATED_AS, connected=True):
+            raise KeyboardInterrupt

@@ -60,7 +60,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 INSTALL_HINT = "apt-get install -y dovecot-imapd"
 
@@ -166,20 +166,16 @@ def parse_uid_set(text: str | bytes) -> list[int]:
 
 
 def uid_set(uids: Iterable[int]) -> str:
-    """[1, 2, 3, 7] -> '1:3,7'."""
-    ordered = sorted(set(int(u) for u in uids))
+    """[1, 2, 3, 7] -> '1:3,7'.
+
+    Written apart from ``portal.imap.client.compress_uids`` (runs of
+    consecutive UIDs share ``uid - position``), so the helpers that set up
+    mailboxes do not lean on the code under test and can check it."""
+    ordered = sorted({int(u) for u in uids})
     if not ordered:
         raise ValueError("empty UID set")
-    parts: list[str] = []
-    start = prev = ordered[0]
-    for uid in ordered[1:]:
-        if uid == prev + 1:
-            prev = uid
-            continue
-        parts.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = uid
-    parts.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(parts)
+    runs = (list(run) for _, run in itertools.groupby(ordered, key=lambda u, n=itertools.count(): u - next(n)))
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}:{r[-1]}" for r in runs)
 
 
 def _flags_arg(flags: Iterable[str]) -> str:
@@ -290,23 +286,25 @@ def _make_tls_material_openssl(directory, ca_path, cert_path, key_path, dns_name
         "-CAcreateserial", "-out", str(cert_path), "-days", "30", "-extfile", str(ext))
 
 
-def _children_of(pids: set[int]) -> set[int]:
-    """All descendants of ``pids`` (from /proc)."""
-    parent_of: dict[int, int] = {}
+def _processes() -> Iterator[tuple[int, bytes, int, int]]:
+    """(pid, state, ppid, pgrp) of every process, from /proc/<pid>/stat."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as fh:
                 stat = fh.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...   comm may contain spaces/parens
-        try:
+            # pid (comm) state ppid pgrp ...   comm may contain spaces/parens
             rest = stat[stat.rindex(b")") + 2:].split()
-            parent_of[int(entry)] = int(rest[1])
-        except (ValueError, IndexError):
+            fields = (int(entry), rest[0], int(rest[1]), int(rest[2]))
+        except (OSError, ValueError, IndexError):
             continue
+        yield fields
+
+
+def _children_of(pids: set[int]) -> set[int]:
+    """All descendants of ``pids``."""
+    parent_of = {pid: ppid for pid, _state, ppid, _pgrp in _processes()}
     found: set[int] = set()
     frontier = set(pids)
     while frontier:
@@ -317,19 +315,7 @@ def _children_of(pids: set[int]) -> set[int]:
 
 
 def _process_group_members(pgid: int) -> set[int]:
-    members: set[int] = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-            rest = stat[stat.rindex(b")") + 2:].split()
-            if int(rest[2]) == pgid and rest[0] != b"Z":
-                members.add(int(entry))
-        except (OSError, ValueError, IndexError):
-            continue
-    return members
+    return {pid for pid, state, _ppid, pgrp in _processes() if pgrp == pgid and state != b"Z"}
 
 
 def _set_child_subreaper(on: bool) -> bool:
@@ -1117,23 +1103,25 @@ if pytest is not None:
             raise
         return server
 
-    @pytest.fixture(scope="session")
-    def dovecot_server():
-        """Session-wide Dovecot: plain port with STARTTLS, implicit-TLS ssl_port."""
-        server = _start_or_fail(tls=True)
+    @contextlib.contextmanager
+    def _running(**kwargs):
+        server = _start_or_fail(**kwargs)
         try:
             yield server
         finally:
             server.cleanup()
 
     @pytest.fixture(scope="session")
+    def dovecot_server():
+        """Session-wide Dovecot: plain port with STARTTLS, implicit-TLS ssl_port."""
+        with _running(tls=True) as server:
+            yield server
+
+    @pytest.fixture(scope="session")
     def dovecot_server_no_tls():
         """Session-wide Dovecot without any TLS (no STARTTLS capability)."""
-        server = _start_or_fail(tls=False)
-        try:
+        with _running(tls=False) as server:
             yield server
-        finally:
-            server.cleanup()
 
     @pytest.fixture
     def imap_account(dovecot_server):

@@ -1,0 +1,162 @@
+"""IMAP failures as the rest of the portal sees them.
+
+Whatever socket, ssl, imaplib or imap-tools raise becomes an :class:`ImapError`
+(or a subclass) with a short, human message that never contains the password.
+:func:`translate` is the one place that decides which error and which words;
+:func:`translated` applies it around a block of IMAP work.
+"""
+from __future__ import annotations
+
+import imaplib
+import socket
+import ssl
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
+
+from imap_tools.errors import ImapToolsError, MailboxLoginError, UnexpectedCommandStatusError
+
+if TYPE_CHECKING:
+    from .client import ConnectionSettings
+
+
+class ImapError(Exception):
+    """Any IMAP failure.  The message is short, human and never contains the password."""
+
+
+class ImapConnectError(ImapError):
+    """Server unreachable, timeout, TLS failure, lost connection, or login failure."""
+
+
+class ImapAuthError(ImapConnectError):
+    """The server rejected the credentials (or cannot accept them safely)."""
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What a session was doing, in the words its error messages use.
+
+    The texts may name ``{where}`` (host:port), ``{folder}`` and ``{user}``;
+    they are filled in only when something fails."""
+
+    doing: str  # "... while <doing>"
+    #: prefix of "<refused>: <server's answer>" when the server refuses the
+    #: command (BAD, or a failed login); None: reported like any IMAP error
+    refused: str | None = None
+    refused_error: type[ImapError] = ImapError
+    #: also a refusal: imap-tools' failed login (only logging in goes through imap-tools)
+    login: bool = False
+    #: prefix of "<dropped>: <detail>" when the server drops the connection
+    dropped: str | None = None
+    #: message when imaplib finds the folder read-only (SELECT without EXAMINE)
+    readonly: str | None = None
+
+
+def redact(message: str, password: str | None) -> str:
+    if password:
+        for variant in {password, password.replace("\\", "\\\\").replace('"', '\\"')}:
+            if variant:
+                message = message.replace(variant, "***")
+    return message
+
+
+def response_text(data) -> str:
+    """Server response data (list of bytes/tuples) -> one line of text."""
+    if isinstance(data, (bytes, bytearray)):
+        data = [data]
+    parts = []
+    for item in data or ():
+        if isinstance(item, tuple):
+            item = item[0]
+        if isinstance(item, (bytes, bytearray)):
+            parts.append(bytes(item).decode("utf-8", "replace"))
+        elif item is not None:
+            parts.append(str(item))
+    return " ".join(p.strip() for p in parts if p).strip()
+
+
+def describe_oserror(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return exc.strerror or str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def refusal(op: Operation, settings: "ConnectionSettings", answer: str, *,
+            folder: str | None = None) -> ImapError:
+    """The error for a command the server refused, with the server's answer."""
+    return op.refused_error(redact(f"{_words(op.refused, settings, folder)}: {answer}", settings.password))
+
+
+def _words(text: str, settings: "ConnectionSettings", folder: str | None) -> str:
+    return text.format(where=f"{settings.host}:{settings.port}", folder=folder, user=settings.username)
+
+
+def _refused_answer(exc: BaseException, op: Operation) -> str | None:
+    """The server's answer when ``exc`` means "command refused", else None."""
+    if op.login and isinstance(exc, MailboxLoginError):
+        return response_text(exc.command_result[1]) or "rejected"
+    if isinstance(exc, imaplib.IMAP4.error) and not isinstance(exc, imaplib.IMAP4.abort):
+        return str(exc)
+    return None
+
+
+def translate(exc: BaseException, op: Operation, settings: "ConnectionSettings", *,
+              connected: bool, folder: str | None = None) -> ImapError:
+    """The ImapError to raise for ``exc``; KeyboardInterrupt and friends propagate unchanged."""
+    if isinstance(exc, ImapError):
+        return exc
+    where = f"{settings.host}:{settings.port}"
+    password = settings.password
+    action = _words(op.doing, settings, folder)
+    if op.readonly and isinstance(exc, imaplib.IMAP4.readonly):
+        return ImapError(_words(op.readonly, settings, folder))
+    if op.dropped and isinstance(exc, imaplib.IMAP4.abort):
+        return ImapConnectError(redact(f"{_words(op.dropped, settings, folder)}: {exc}", password))
+    if op.refused:
+        answer = _refused_answer(exc, op)
+        if answer is not None:
+            return refusal(op, settings, answer, folder=folder)
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return ImapConnectError(redact(f"Timed out after {settings.timeout:g}s talking to {where}", password))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        reason = exc.verify_message or exc.reason or str(exc)
+        return ImapConnectError(redact(f"TLS certificate verification failed for {where}: {reason}", password))
+    if isinstance(exc, ssl.SSLError):
+        return ImapConnectError(redact(f"TLS error with {where}: {exc.reason or str(exc)}", password))
+    if isinstance(exc, OSError):
+        if connected:
+            return ImapConnectError(redact(f"Connection to {where} lost while {action}: "
+                                           f"{describe_oserror(exc)}", password))
+        return ImapConnectError(redact(f"Could not connect to {where}: {describe_oserror(exc)}", password))
+    if isinstance(exc, imaplib.IMAP4.abort):
+        return ImapConnectError(redact(f"Connection to {where} failed while {action}: {exc}", password))
+    if isinstance(exc, (imaplib.IMAP4.error, ImapToolsError, UnexpectedCommandStatusError)):
+        return ImapError(redact(f"IMAP error from {where} while {action}: {exc}", password))
+    if isinstance(exc, UnicodeError):
+        return ImapError(f"Cannot encode a value for {where} while {action}")
+    if isinstance(exc, Exception):
+        return ImapError(redact(f"Unexpected error talking to {where} while {action}: "
+                                f"{type(exc).__name__}: {exc}", password))
+    raise exc
+
+
+@contextmanager
+def translated(op: Operation, settings: "ConnectionSettings", *, connected: bool,
+               folder: str | None = None,
+               on_connection_lost: Callable[[], None] | None = None) -> Iterator[None]:
+    """Run a block of IMAP work; anything but an ImapError leaves it translated.
+
+    ``on_connection_lost`` runs when the result is an ImapConnectError (the
+    connection cannot be trusted any more).  ImapErrors raised inside the
+    block pass through untouched."""
+    try:
+        yield
+    except ImapError:
+        raise
+    except BaseException as exc:
+        err = translate(exc, op, settings, connected=connected, folder=folder)
+        if on_connection_lost is not None and isinstance(err, ImapConnectError):
+            on_connection_lost()
+        raise err from None
