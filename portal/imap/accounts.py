@@ -9,40 +9,20 @@ from .. import crypto
 from ..extensions import db
 from ..models import Company, isoformat
 from ..validation import Conflict, ValidationError
-from . import scheduling
+from . import fields, scheduling
 from .models import ImapAccount
 
 RULE_FIELDS = ("filter_query", "sync_known_only")
 
 
 def account_json(account: ImapAccount, next_run_at=None) -> dict:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "host": account.host,
-        "port": account.port,
-        "security": account.security,
-        "verify_tls": account.verify_tls,
-        "username": account.username,
-        "has_password": account.has_password,
-        "folder": account.folder,
-        "company_id": account.company_id,
-        "priority": account.priority,
-        "process_unread_only": account.process_unread_only,
-        "mark_as_read": account.mark_as_read,
-        "sync_known_only": account.sync_known_only,
-        "schedule_cron": account.schedule_cron,
-        "filter_query": account.filter_query,
-        "active": account.active,
-        "scheduled_task_id": account.scheduled_task_id,
-        "next_run_at": isoformat(next_run_at) if account.active else None,
-        "schedule_error": account.schedule_error,
-        "last_synced_at": isoformat(account.last_synced_at),
-        "last_sync_status": account.last_sync_status,
-        "last_error": account.last_error,
-        "created_at": isoformat(account.created_at),
-        "updated_at": isoformat(account.updated_at),
-    }
+    """A mailbox as the API shows it: every readable field of the table, timestamps in ISO 8601."""
+    computed = {"next_run_at": next_run_at if account.active else None}
+    result = {}
+    for field in fields.READABLE:
+        value = computed[field.name] if field.computed else getattr(account, field.stored_as)
+        result[field.name] = isoformat(value) if field.kind == fields.TIMESTAMP else value
+    return result
 
 
 def accounts_json(accounts: list[ImapAccount]) -> list[dict]:
@@ -69,11 +49,9 @@ def _assign(account: ImapAccount, data: dict) -> None:
     rules_changed = any(
         field in data and getattr(account, field) != data[field] for field in RULE_FIELDS
     )
-    for field, value in data.items():
-        if field == "password":
-            account.password_encrypted = crypto.encrypt(value)
-        else:
-            setattr(account, field, value)
+    for name, value in data.items():
+        field = fields.FIELD[name]
+        setattr(account, field.stored_as, crypto.encrypt(value) if field.kind == fields.SECRET else value)
     if rules_changed and account.id is not None:
         # Messages skipped under the old rules are looked at again on the next sync.
         account.rules_version = (account.rules_version or 1) + 1
@@ -104,11 +82,11 @@ def update_account(account: ImapAccount, data: dict) -> ImapAccount:
     return _commit_and_schedule(account)
 
 
-MAX_NAME = 200
+MAX_NAME = fields.FIELD["name"].max_length
 
 
 def clone_name(name: str) -> str:
-    """'<name> (copy)', then '(copy 2)', ...; the name is shortened to keep within 200 characters."""
+    """'<name> (copy)', then '(copy 2)', ...; the name is shortened to keep within its maximum length."""
     taken = {n.lower() for n in db.session.scalars(select(ImapAccount.name))}
     number = 1
     while True:
@@ -119,11 +97,8 @@ def clone_name(name: str) -> str:
         number += 1
 
 
-CLONED_FIELDS = (
-    "host", "port", "security", "verify_tls", "username", "password_encrypted", "folder",
-    "company_id", "priority", "process_unread_only", "mark_as_read", "sync_known_only",
-    "schedule_cron", "filter_query", "active",
-)
+# Every setting but the name, the password as stored (encrypted).
+CLONED_FIELDS = tuple(field.stored_as for field in fields.WRITABLE if field.name != "name")
 
 
 def clone_account(source: ImapAccount, overrides: dict) -> ImapAccount:

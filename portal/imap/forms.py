@@ -1,64 +1,70 @@
-"""The mailbox form: Flask-WTF for CSRF and rendering; every rule comes from schemas.py."""
+"""The mailbox form: Flask-WTF for CSRF and rendering. Its fields, labels, defaults and help
+texts come from the field table; its rules are schemas.py's (the form only turns text into a
+payload)."""
+import json
+
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
 
-from . import filters
-from .schemas import DEFAULTS, SECURITY_MODES
+from . import fields, filters
 
-CHECKBOXES = ("verify_tls", "process_unread_only", "mark_as_read", "sync_known_only", "active")
-TEXT_FIELDS = ("name", "host", "username", "folder", "schedule_cron")
-INTEGER_FIELDS = ("port", "priority")
+
+def _form_field(field: fields.Field):
+    default = None if field.required else field.default
+    options = {"label": field.label, "description": field.help}
+    if field.kind == fields.BOOLEAN:
+        return BooleanField(default=default, **options)
+    if field.kind == fields.CHOICE:
+        return SelectField(choices=list(field.choices), default=default, **options)
+    if field.kind == fields.REFERENCE:
+        return SelectField(choices=[], default="", **options)  # choices: set_companies
+    if field.kind == fields.SECRET:
+        return PasswordField(**options)
+    if field.kind == fields.FILTER:
+        return TextAreaField(**options)
+    if field.kind == fields.INTEGER:
+        return StringField(default=str(default), **options)
+    return StringField(default=default, **options)
+
+
+def _names(*kinds) -> tuple[str, ...]:
+    return tuple(field.name for field in fields.WRITABLE if field.kind in kinds)
+
+
+TEXT_FIELDS = _names(fields.TEXT, fields.CRON)
+INTEGER_FIELDS = _names(fields.INTEGER)
+CHECKBOXES = _names(fields.BOOLEAN)
+CHOICE_FIELDS = _names(fields.CHOICE)
 
 
 class MailboxForm(FlaskForm):
-    name = StringField("Name")
-    host = StringField("IMAP host")
-    port = StringField("Port", default=str(DEFAULTS["port"]))
-    security = SelectField("Security", choices=[(m, {"ssl": "SSL/TLS", "starttls": "STARTTLS", "none": "None (plaintext)"}[m]) for m in SECURITY_MODES], default="ssl")
-    verify_tls = BooleanField("Verify TLS certificate", default=True)
-    username = StringField("Username")
-    password = PasswordField("Password")
-    folder = StringField("Folder", default="INBOX")
-    company_id = SelectField("Company", choices=[], default="")
-    priority = StringField("Priority", default=str(DEFAULTS["priority"]))
-    process_unread_only = BooleanField("Only process unread messages", default=True)
-    mark_as_read = BooleanField("Mark processed mail as read", default=True)
-    sync_known_only = BooleanField("Only known senders (portal users and staff contacts)", default=False)
-    schedule_cron = StringField("Schedule (cron)", default=DEFAULTS["schedule_cron"])
-    filter_query = TextAreaField("Filter (JSON)")
-    active = BooleanField("Active", default=True)
-
     def set_companies(self, companies) -> None:
         self.company_id.choices = [("", "— none —")] + [(str(c.id), c.name) for c in companies]
 
     def load(self, account) -> None:
         """Fill the form from a stored mailbox (never the password)."""
-        import json
-
-        for field in TEXT_FIELDS:
-            getattr(self, field).data = getattr(account, field)
-        for field in INTEGER_FIELDS:
-            getattr(self, field).data = str(getattr(account, field))
-        for field in CHECKBOXES:
-            getattr(self, field).data = getattr(account, field)
-        self.security.data = account.security
+        for name in TEXT_FIELDS + CHECKBOXES + CHOICE_FIELDS:
+            getattr(self, name).data = getattr(account, name)
+        for name in INTEGER_FIELDS:
+            getattr(self, name).data = str(getattr(account, name))
         self.company_id.data = str(account.company_id) if account.company_id else ""
         self.filter_query.data = json.dumps(account.filter_query, indent=2) if account.filter_query else ""
 
     def to_payload(self, *, editing: bool) -> tuple[dict, dict[str, list[str]]]:
         """The API payload this form stands for, plus errors found before schema validation."""
         payload, errors = {}, {}
-        for field in TEXT_FIELDS:
-            payload[field] = (getattr(self, field).data or "").strip()
-        for field in INTEGER_FIELDS:
-            raw = (getattr(self, field).data or "").strip()
+        for name in TEXT_FIELDS:
+            payload[name] = (getattr(self, name).data or "").strip()
+        for name in INTEGER_FIELDS:
+            raw = (getattr(self, name).data or "").strip()
             try:
-                payload[field] = int(raw)
+                payload[name] = int(raw)
             except ValueError:
-                errors[field] = ["Must be an integer"]
-        for field in CHECKBOXES:
-            payload[field] = bool(getattr(self, field).data)
-        payload["security"] = self.security.data
+                errors[name] = ["Must be an integer"]
+        for name in CHECKBOXES:
+            payload[name] = bool(getattr(self, name).data)
+        for name in CHOICE_FIELDS:
+            payload[name] = getattr(self, name).data
         company = self.company_id.data or ""
         payload["company_id"] = int(company) if company.isdigit() else None
         password = self.password.data or ""
@@ -70,3 +76,11 @@ class MailboxForm(FlaskForm):
         else:
             payload["filter_query"] = query if query else None
         return payload, errors
+
+
+def _add_table_fields(form_class) -> None:
+    for field in fields.WRITABLE:
+        setattr(form_class, field.name, _form_field(field))
+
+
+_add_table_fields(MailboxForm)

@@ -6,6 +6,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
 from ..models import Company, Ticket, utcnow
+from .fields import MAX_LENGTH
 
 OUTCOMES = (
     "imported",
@@ -41,14 +42,14 @@ def task_id_for(account_id: int) -> str:
 class ImapAccount(db.Model):
     __tablename__ = "imap_accounts"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200), unique=True)
-    host: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(MAX_LENGTH["name"]), unique=True)
+    host: Mapped[str] = mapped_column(String(MAX_LENGTH["host"]))
     port: Mapped[int] = mapped_column(default=993)
     security: Mapped[str] = mapped_column(String(10), default="ssl")
     verify_tls: Mapped[bool] = mapped_column(default=True)
-    username: Mapped[str] = mapped_column(String(320))
+    username: Mapped[str] = mapped_column(String(MAX_LENGTH["username"]))
     password_encrypted: Mapped[str | None] = mapped_column(Text)
-    folder: Mapped[str] = mapped_column(String(500), default="INBOX")
+    folder: Mapped[str] = mapped_column(String(MAX_LENGTH["folder"]), default="INBOX")
     company_id: Mapped[int | None] = mapped_column(
         ForeignKey("companies.id", ondelete="SET NULL"), index=True
     )
@@ -56,7 +57,7 @@ class ImapAccount(db.Model):
     process_unread_only: Mapped[bool] = mapped_column(default=True)
     mark_as_read: Mapped[bool] = mapped_column(default=True)
     sync_known_only: Mapped[bool] = mapped_column(default=False)
-    schedule_cron: Mapped[str] = mapped_column(String(200), default="*/15 * * * *")
+    schedule_cron: Mapped[str] = mapped_column(String(MAX_LENGTH["schedule_cron"]), default="*/15 * * * *")
     filter_query: Mapped[dict | None] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(default=True)
 

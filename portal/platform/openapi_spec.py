@@ -1,17 +1,18 @@
 """The OpenAPI 3.1 document of the JSON API (served at GET /api/openapi.json).
 
-Static data, built by small functions. It mirrors the code: the request rules of
-portal/platform/api.py, portal/imap/schemas.py and portal/validation.py, the response
-shapes of portal/platform/serializers.py, portal/imap/accounts.py and portal/imap/audit.py,
-and the error handlers of portal/__init__.py and the API blueprints.
+The platform's own shapes and routes, and the frame every part goes into. Other packages hand
+in their parts through the app factory (portal/platform/openapi.py); the builders they share
+live in portal/openapi_helpers.py. The request rules mirror portal/platform/api.py and
+portal/validation.py, the responses portal/platform/serializers.py.
 tests/integration/test_openapi.py checks that every /api/ route is here and fuzzes the
 document against the app with schemathesis.
 """
-from copy import deepcopy
-
-from .. import models, validation
-from ..imap import filters, schemas
-from ..imap import models as imap_models
+from .. import models
+from ..openapi_helpers import (
+    BOOLEAN, ID, MAX_ID, PAGINATION, TIMESTAMP, DocumentPart, error_responses, error_schemas, integer, json_content,
+    nullable, obj, operation, page_of, param, path_ids, paging_parameters, query_id, ref, response, response_obj,
+    string, text_field,
+)
 
 OPENAPI_VERSION = "3.1.0"
 
@@ -19,135 +20,18 @@ OPENAPI_VERSION = "3.1.0"
 TICKET_STATUSES = list(models.TICKET_STATUSES)
 TICKET_PRIORITIES = list(models.TICKET_PRIORITIES)
 TICKET_SOURCES = list(models.TICKET_SOURCES)
-SECURITY_MODES = list(schemas.SECURITY_MODES)
-OUTCOMES = list(imap_models.OUTCOMES)
-RUN_TRIGGERS = list(imap_models.RUN_TRIGGERS)
-RUN_STATUSES = list(imap_models.RUN_STATUSES)
-FILTER_FIELDS = sorted(filters.FIELDS)
-# Operator -> kind of value.
-FILTER_OPERATORS = dict(filters.VALUE_KINDS)
-MAX_FILTER_PATTERN = filters.MAX_PATTERN_LENGTH
-MAX_PRIORITY = schemas.MAX_PRIORITY
-MAX_ID = validation.MAX_ID
 
 # Checker.email: EMAIL_RE in portal/validation.py.
 EMAIL_PATTERN = r'^[^@\s<>"]+@[^@\s<>"]+\.[^@\s<>"]+$'
-# Checker.string strips and rejects blank values.
-NOT_BLANK = r"\S"
-CRON_PATTERN = r"^\s*\S+(\s+\S+){4}\s*$"
 
-
-# --- helpers -----------------------------------------------------------------
-
-
-def ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def nullable(schema: dict) -> dict:
-    """`schema` or null (OpenAPI 3.1 / JSON Schema 2020-12)."""
-    if "$ref" in schema or "oneOf" in schema or "anyOf" in schema:
-        return {"anyOf": [schema, {"type": "null"}]}
-    schema = deepcopy(schema)
-    kind = schema["type"]
-    schema["type"] = [kind, "null"] if isinstance(kind, str) else [*kind, "null"]
-    if "enum" in schema:
-        schema["enum"] = [*schema["enum"], None]
-    return schema
-
-
-def obj(properties: dict, required=(), *, closed=True, **extra) -> dict:
-    schema = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    if closed:
-        schema["additionalProperties"] = False
-    schema.update(extra)
-    return schema
-
-
-def response_obj(properties: dict, **extra) -> dict:
-    """A response object: every key is always present, and no others."""
-    return obj(properties, required=list(properties), **extra)
-
-
-def integer(minimum=None, maximum=None, **extra) -> dict:
-    schema = {"type": "integer"}
-    if minimum is not None:
-        schema["minimum"] = minimum
-    if maximum is not None:
-        schema["maximum"] = maximum
-    schema.update(extra)
-    return schema
-
-
-def string(**extra) -> dict:
-    return {"type": "string", **extra}
-
-
-def text_field(max_length: int, description: str = "") -> dict:
-    """A Checker.string field: stripped, must not be blank, at most `max_length` characters."""
-    schema = string(minLength=1, maxLength=max_length, pattern=NOT_BLANK)
-    if description:
-        schema["description"] = description
-    return schema
-
-
-ID = integer(1, description="Database id")
-TIMESTAMP = string(format="date-time", description="UTC, ISO 8601 with a Z suffix, e.g. 2024-05-01T09:30:00Z")
-BOOLEAN = {"type": "boolean"}
-
-
-def json_content(schema: dict) -> dict:
-    return {"application/json": {"schema": schema}}
-
-
-def response(description: str, schema_name: str | None = None) -> dict:
-    result = {"description": description}
-    if schema_name:
-        result["content"] = json_content(ref(schema_name))
-    return result
-
-
-def error_ref(name: str) -> dict:
-    return {"$ref": f"#/components/responses/{name}"}
-
-
-# --- components: shared shapes -----------------------------------------------
-
-
-def error_schemas() -> dict:
-    errors_map = {
-        "type": "object",
-        "description": "Messages by field name; `_` is about the body as a whole.",
-        "additionalProperties": {"type": "array", "items": string(), "minItems": 1},
-    }
-    return {
-        "Error": obj({"error": string(description="What went wrong")}, ["error"]),
-        "ValidationError": obj(
-            {"error": string(examples=["Invalid payload"]), "errors": errors_map},
-            ["error", "errors"],
-            description="A payload or query parameter failed validation; every problem is listed.",
-        ),
-        "ConflictError": obj(
-            {"error": string(), "errors": errors_map},
-            ["error"],
-            description="A unique value is taken. `errors` names the field when the check "
-            "happened before the write; a race caught by the database gives `error` only.",
-        ),
-    }
-
-
-def page_of(item_schema: str, description: str) -> dict:
-    return response_obj(
-        {
-            "items": {"type": "array", "items": ref(item_schema)},
-            "page": integer(1),
-            "per_page": integer(1, 200),
-            "total": integer(0, description="Number of matching rows over all pages"),
-        },
-        description=description,
-    )
+TAGS = [{"name": "Companies"}, {"name": "Staff"}, {"name": "Users"}, {"name": "Tickets"}]
+PATH_IDS = {
+    "company_id": "Company",
+    "staff_id": "Staff member",
+    "user_id": "User",
+    "ticket_id": "Ticket",
+    "attachment_id": "Attachment",
+}
 
 
 # --- components: companies, staff, users ---------------------------------------
@@ -287,196 +171,14 @@ def ticket_schemas() -> dict:
     }
 
 
-# --- components: IMAP -------------------------------------------------------------
-
-
-def filter_schemas() -> dict:
-    scalar = {"type": ["string", "number", "boolean"]}
-    values = {
-        "scalar": scalar,
-        "array": {"type": "array", "items": scalar},
-        "string": string(),
-        "regex": string(maxLength=MAX_FILTER_PATTERN, description="A Python regular expression"),
-        "bool": BOOLEAN,
-        "number": {"type": "number"},
-    }
-    field = {
-        "anyOf": [
-            string(enum=FILTER_FIELDS),
-            string(pattern=r"^headers\.[\s\S]", description="Any header by its lower-case name"),
-        ]
-    }
-    conditions = [
-        obj(
-            {"field": field, "case_sensitive": BOOLEAN, operator: values[kind]},
-            ["field", operator],
-            title=f"{operator} condition",
-        )
-        for operator, kind in FILTER_OPERATORS.items()
-    ]
-    children = {"type": "array", "items": ref("FilterNode")}
-    return {
-        "FilterNode": {
-            "description": "A filter deciding which messages become tickets: a condition "
-            "(`field`, exactly one operator, optional `case_sensitive`) or a group "
-            "(`all`, `any`, `none`: arrays of nodes; a group passes when every key present passes). "
-            "At most 20 levels and 500 nodes. The full DSL: docs/imap-filters.md.",
-            "oneOf": [ref("FilterCondition"), ref("FilterGroup")],
-        },
-        "FilterCondition": {"oneOf": conditions},
-        "FilterGroup": obj({"all": children, "any": children, "none": children}, minProperties=1),
-        "Filter": {
-            "description": "A filter, or null / {} for none (every message passes; stored as null).",
-            "anyOf": [ref("FilterNode"), {"type": "object", "maxProperties": 0}, {"type": "null"}],
-        },
-    }
-
-
-def mailbox_writable(*, create: bool) -> dict:
-    password = string(
-        minLength=1, maxLength=1024, writeOnly=True,
-        description="Stored encrypted, never returned" + ("" if create else "; omit to keep the current one"),
-    )
-    props = {
-        "name": text_field(200, "Unique, case-insensitively (409)"),
-        "host": text_field(255),
-        "port": integer(1, 65535, default=993),
-        "security": string(enum=SECURITY_MODES, default="ssl"),
-        "verify_tls": {"type": "boolean", "default": True},
-        "username": text_field(320),
-        "password": password,
-        "folder": text_field(500, "IMAP folder to read") | {"default": "INBOX"},
-        "company_id": nullable(integer(1, MAX_ID, description="An existing company (422 otherwise)"))
-        | {"default": None, "description": "Tickets of this mailbox belong to this company; null: none"},
-        "priority": integer(0, MAX_PRIORITY, default=100, description="Lower numbers sync first"),
-        "process_unread_only": {"type": "boolean", "default": True},
-        "mark_as_read": {"type": "boolean", "default": True},
-        "sync_known_only": {
-            "type": "boolean",
-            "default": False,
-            "description": "Only import mail from known senders (users, staff, company domains)",
-        },
-        "schedule_cron": string(
-            pattern=CRON_PATTERN,
-            default="*/15 * * * *",
-            description="5-field cron (minute hour day month weekday), UTC; must run at least once",
-        ),
-        "filter_query": {"$ref": "#/components/schemas/Filter", "default": None},
-        "active": {"type": "boolean", "default": True, "description": "Inactive mailboxes have no schedule"},
-    }
-    if create:
-        return obj(props, ["name", "host", "username", "password"], description="Omitted fields take their defaults.")
-    return obj(props, description="Only the fields sent are changed.")
-
-
-def mailbox_schemas() -> dict:
-    mailbox = {
-        "id": ID,
-        "name": string(),
-        "host": string(),
-        "port": integer(1, 65535),
-        "security": string(enum=SECURITY_MODES),
-        "verify_tls": BOOLEAN,
-        "username": string(),
-        "has_password": {"type": "boolean", "readOnly": True},
-        "folder": string(),
-        "company_id": nullable(ID),
-        "priority": integer(0, MAX_PRIORITY),
-        "process_unread_only": BOOLEAN,
-        "mark_as_read": BOOLEAN,
-        "sync_known_only": BOOLEAN,
-        "schedule_cron": string(),
-        "filter_query": nullable(ref("FilterNode")),
-        "active": BOOLEAN,
-        "scheduled_task_id": nullable(
-            string(readOnly=True, description="`imap_sync:<id>` while active, else null", examples=["imap_sync:7"])
-        ),
-        "next_run_at": nullable(
-            string(format="date-time", readOnly=True, description="From the scheduler; null when inactive or Redis is down")
-        ),
-        "schedule_error": nullable(
-            string(readOnly=True, description="Set when the schedule could not be written (Redis down)")
-        ),
-        "last_synced_at": nullable(string(format="date-time", readOnly=True)),
-        "last_sync_status": nullable(string(readOnly=True, examples=["succeeded"])),
-        "last_error": nullable(string(readOnly=True)),
-        "created_at": TIMESTAMP,
-        "updated_at": TIMESTAMP,
-    }
-    return {
-        "Mailbox": response_obj(mailbox, description="An IMAP mailbox; its password is never returned."),
-        "MailboxCreate": mailbox_writable(create=True),
-        "MailboxUpdate": mailbox_writable(create=False),
-        "MailboxList": response_obj(
-            {"items": {"type": "array", "items": ref("Mailbox")}, "total": integer(0)},
-            description="Every mailbox by priority, then id",
-        ),
-        "SyncRun": response_obj(
-            {
-                "id": ID,
-                "account_id": ID,
-                "trigger": string(enum=RUN_TRIGGERS),
-                "status": string(enum=RUN_STATUSES),
-                "job_id": nullable(string(description="RQ job id")),
-                "counts": {
-                    "type": "object",
-                    "description": "Messages per outcome",
-                    "propertyNames": {"enum": OUTCOMES},
-                    "additionalProperties": integer(0),
-                },
-                "error": nullable(string()),
-                "created_at": TIMESTAMP,
-                "started_at": nullable(TIMESTAMP),
-                "finished_at": nullable(TIMESTAMP),
-                "duration_ms": nullable(integer(0)),
-            }
-        ),
-        "SyncRunPage": page_of("SyncRun", "Sync runs, newest first"),
-        "ProcessedMessage": response_obj(
-            {
-                "id": ID,
-                "account_id": ID,
-                "uid_validity": integer(0),
-                "uid": integer(0),
-                "message_id": nullable(string()),
-                "subject": nullable(string()),
-                "from_address": nullable(string()),
-                "size": nullable(integer(0)),
-                "outcome": string(enum=OUTCOMES),
-                "reason": nullable(string()),
-                "ticket_id": nullable(ID),
-                "attempts": integer(0),
-                "created_at": TIMESTAMP,
-                "updated_at": TIMESTAMP,
-            },
-            description="What a sync did with one message (the audit)",
-        ),
-        "ProcessedMessagePage": page_of("ProcessedMessage", "Processed messages, newest first"),
-        "SyncQueued": response_obj(
-            {
-                "sync_run_id": ID,
-                "job_id": string(),
-                "status": string(enum=["queued"]),
-                "scheduled_task_id": nullable(string()),
-            }
-        ),
-        "RetryQueued": response_obj(
-            {
-                "message": ref("ProcessedMessage"),
-                "sync_run_id": ID,
-                "job_id": string(),
-                "status": string(enum=["queued"]),
-            }
-        ),
-    }
-
-
-def components() -> dict:
+def components(parts: list[DocumentPart]) -> dict:
     schemas = {}
-    for part in (
-        error_schemas, company_schemas, staff_schemas, user_schemas, ticket_schemas, filter_schemas, mailbox_schemas
-    ):
+    for part in (error_schemas, company_schemas, staff_schemas, user_schemas, ticket_schemas):
         schemas.update(part())
+    parameters = {**path_ids(PATH_IDS), **paging_parameters()}
+    for part in parts:
+        schemas.update(part.schemas)
+        parameters.update(part.parameters)
     return {
         "securitySchemes": {
             "bearerAuth": {
@@ -487,110 +189,12 @@ def components() -> dict:
             }
         },
         "schemas": schemas,
-        "parameters": parameters(),
-        "responses": {
-            "BadRequest": response("CSRF token missing or invalid (session-cookie callers only)", "Error"),
-            "Unauthorized": response("No valid Bearer token (or session)", "Error"),
-            "Forbidden": response("The caller is not a super administrator", "Error"),
-            "NotFound": response("No such object", "Error"),
-            "Conflict": response("A unique value is already taken", "ConflictError"),
-            "Unprocessable": response("Invalid payload or query parameters", "ValidationError"),
-            "RedisDown": response("The job queue (Redis) is unavailable", "Error"),
-        },
+        "parameters": parameters,
+        "responses": error_responses(),
     }
 
 
-# --- parameters -------------------------------------------------------------------------
-
-PATH_IDS = {
-    "company_id": "Company",
-    "staff_id": "Staff member",
-    "user_id": "User",
-    "ticket_id": "Ticket",
-    "attachment_id": "Attachment",
-    "account_id": "Mailbox",
-    "run_id": "Sync run",
-    "message_id": "Processed message",
-}
-
-
-def parameters() -> dict:
-    params = {
-        name: {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "description": f"{label} id",
-            "schema": integer(1, MAX_ID),
-        }
-        for name, label in PATH_IDS.items()
-    }
-    params["page"] = {
-        "name": "page", "in": "query", "required": False,
-        "description": "Page number (1-based); past the end gives an empty page",
-        "schema": integer(1, MAX_ID, default=1),
-    }
-    params["per_page"] = {
-        "name": "per_page", "in": "query", "required": False,
-        "schema": integer(1, 200, default=50),
-    }
-    return params
-
-
-def param(name: str) -> dict:
-    return {"$ref": f"#/components/parameters/{name}"}
-
-
-def query_id(name: str, description: str) -> dict:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": integer(0, MAX_ID)}
-
-
-PAGINATION = [param("page"), param("per_page")]
-
-
-# --- operations ---------------------------------------------------------------------------
-
-
-def operation(
-    operation_id: str,
-    summary: str,
-    tag: str,
-    responses: dict,
-    *,
-    params=(),
-    body: str | None = None,
-    body_required=True,
-    body_description: str | None = None,
-    not_found=False,
-    conflict=False,
-    invalid=False,
-    redis=False,
-    write=False,
-) -> dict:
-    """One operation; the error responses every API route shares are added here."""
-    all_responses = dict(responses)
-    if write:
-        all_responses["400"] = error_ref("BadRequest")
-    all_responses["401"] = error_ref("Unauthorized")
-    all_responses["403"] = error_ref("Forbidden")
-    if not_found:
-        all_responses["404"] = error_ref("NotFound")
-    if conflict:
-        all_responses["409"] = error_ref("Conflict")
-    if invalid:
-        all_responses["422"] = error_ref("Unprocessable")
-    if redis:
-        all_responses["503"] = error_ref("RedisDown")
-    op = {"operationId": operation_id, "summary": summary, "tags": [tag]}
-    if params:
-        op["parameters"] = list(params)
-    if body:
-        op["requestBody"] = {"required": body_required, "content": json_content(ref(body))}
-        if body_description:
-            op["requestBody"]["description"] = body_description
-    op["responses"] = dict(sorted(all_responses.items()))
-    return op
+# --- paths ---------------------------------------------------------------------------------
 
 
 def crud_paths(prefix: str, id_name: str, tag: str, noun: str, schema: str, *, list_params=()) -> dict:
@@ -684,96 +288,6 @@ def platform_paths() -> dict:
     return paths
 
 
-def imap_paths() -> dict:
-    tag = "IMAP"
-    base = "/api/imap/accounts"
-    one = f"{base}/{{account_id}}"
-    return {
-        base: {
-            "get": operation(
-                "listMailboxes", "List IMAP mailboxes", tag, {"200": response("Every mailbox", "MailboxList")}
-            ),
-            "post": operation(
-                "createMailbox", "Create an IMAP mailbox and schedule its sync", tag,
-                {"201": response("The new mailbox (`schedule_error` is set if Redis was down)", "Mailbox")},
-                body="MailboxCreate", conflict=True, invalid=True, write=True,
-            ),
-        },
-        one: {
-            "parameters": [param("account_id")],
-            "get": operation(
-                "getMailbox", "Get an IMAP mailbox", tag, {"200": response("The mailbox", "Mailbox")}, not_found=True
-            ),
-            "put": operation(
-                "updateMailbox", "Update an IMAP mailbox and its schedule", tag,
-                {"200": response("The updated mailbox (`schedule_error` is set if Redis was down)", "Mailbox")},
-                body="MailboxUpdate", not_found=True, conflict=True, invalid=True, write=True,
-            ),
-            "delete": operation(
-                "deleteMailbox", "Delete an IMAP mailbox, its audit, its runs and its schedule", tag,
-                {"204": {"description": "Deleted (the schedule is removed when Redis is reachable)"}},
-                not_found=True, write=True,
-            ),
-        },
-        f"{one}/clone": {
-            "parameters": [param("account_id")],
-            "post": operation(
-                "cloneMailbox", "Copy a mailbox (password and filter included; sync state starts fresh)", tag,
-                {"201": response("The copy, named '<name> (copy)' unless overridden", "Mailbox")},
-                body="MailboxUpdate", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
-                body_description="Optional settings to change in the copy (same rules as an update); "
-                "no body or {} copies as is",
-            ),
-        },
-        f"{one}/sync": {
-            "parameters": [param("account_id")],
-            "post": operation(
-                "syncMailbox", "Queue a sync now", tag,
-                {"202": response("The sync run is queued", "SyncQueued")},
-                not_found=True, redis=True, write=True,
-            ),
-        },
-        f"{one}/sync-runs": {
-            "parameters": [param("account_id")],
-            "get": operation(
-                "listSyncRuns", "List the sync runs of a mailbox", tag,
-                {"200": response("A page of sync runs", "SyncRunPage")},
-                params=PAGINATION, not_found=True, invalid=True,
-            ),
-        },
-        f"{one}/sync-runs/{{run_id}}": {
-            "parameters": [param("account_id"), param("run_id")],
-            "get": operation(
-                "getSyncRun", "Get one sync run", tag, {"200": response("The sync run", "SyncRun")}, not_found=True
-            ),
-        },
-        f"{one}/messages": {
-            "parameters": [param("account_id")],
-            "get": operation(
-                "listProcessedMessages", "List the processed-message audit of a mailbox", tag,
-                {"200": response("A page of processed messages", "ProcessedMessagePage")},
-                params=[
-                    *PAGINATION,
-                    {
-                        "name": "outcome", "in": "query", "required": False,
-                        "description": "Only messages with this outcome",
-                        "schema": string(enum=OUTCOMES),
-                    },
-                ],
-                not_found=True, invalid=True,
-            ),
-        },
-        f"{one}/messages/{{message_id}}/retry": {
-            "parameters": [param("account_id"), param("message_id")],
-            "post": operation(
-                "retryProcessedMessage", "Retry a failed message: reset its attempts and queue a sync", tag,
-                {"202": response("The message and the queued sync run", "RetryQueued")},
-                not_found=True, conflict=True, redis=True, write=True,
-            ),
-        },
-    }
-
-
 def openapi_paths() -> dict:
     return {
         "/api/openapi.json": {
@@ -793,7 +307,8 @@ def openapi_paths() -> dict:
     }
 
 
-def build_spec() -> dict:
+def build_spec(parts: list[DocumentPart] = ()) -> dict:
+    """The whole document: the platform's paths, then each part's, then this document's own."""
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -805,14 +320,7 @@ def build_spec() -> dict:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
-        "tags": [
-            {"name": "Companies"},
-            {"name": "Staff"},
-            {"name": "Users"},
-            {"name": "Tickets"},
-            {"name": "IMAP", "description": "Mailboxes that turn email into tickets"},
-            {"name": "Meta"},
-        ],
-        "paths": {**platform_paths(), **imap_paths(), **openapi_paths()},
-        "components": components(),
+        "tags": [*TAGS, *(part.tag for part in parts), {"name": "Meta"}],
+        "paths": {**platform_paths(), **{path: item for part in parts for path, item in part.paths.items()}, **openapi_paths()},
+        "components": components(parts),
     }

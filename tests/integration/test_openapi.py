@@ -6,6 +6,8 @@ and OPENAPI_FUZZ_SEED (default: fixed, so the suite is reproducible; "random" fo
 """
 import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -80,6 +82,27 @@ def test_mailbox_password_is_write_only(client):
     assert "password" not in schemas["MailboxUpdate"].get("required", [])
     assert schemas["MailboxCreate"]["properties"]["password"]["writeOnly"] is True
     assert "password" not in schemas["User"]["properties"]
+
+
+@pytest.mark.parametrize(
+    "module,foreign", [("portal.platform.openapi", "portal.imap"), ("portal.imap.openapi", "portal.platform")]
+)
+def test_document_parts_meet_only_in_the_app_factory(module, foreign):
+    """platform serves the document and imap describes its routes; neither imports the other."""
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('{foreign}')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_mailbox_schemas_carry_the_field_table(client):
+    from portal.imap import fields
+
+    schemas = client.get("/api/openapi.json").get_json()["components"]["schemas"]
+    create = schemas["MailboxCreate"]["properties"]
+    assert create["name"]["maxLength"] == fields.FIELD["name"].max_length == 200
+    assert create["port"]["default"] == fields.FIELD["port"].default == 993
+    assert create["security"]["enum"] == list(fields.SECURITY_MODES)
+    assert set(schemas["Mailbox"]["properties"]) == {field.name for field in fields.READABLE}
 
 
 # --- 2. every route, with its methods ---------------------------------------------------

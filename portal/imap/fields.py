@@ -1,0 +1,135 @@
+"""The mailbox field table: every field of a mailbox as the API, the form and the document see it.
+
+Declared once here; derived from it: payload validation (schemas.py), the form (forms.py), the
+JSON of a mailbox (accounts.py), the OpenAPI schemas (openapi.py) and the column lengths of
+models.py. The migration stays explicit. Pure: no Flask, no IO.
+"""
+from dataclasses import dataclass
+
+from ..validation import MAX_ID
+
+# Kinds: how a value is checked, rendered and documented.
+TEXT = "text"  # stripped, must not be blank, at most max_length characters
+SECRET = "secret"  # taken as typed (not stripped), stored encrypted, never returned
+INTEGER = "integer"  # within minimum..maximum
+BOOLEAN = "boolean"
+CHOICE = "choice"  # one of `choices`
+REFERENCE = "reference"  # the id of another row, or null
+CRON = "cron"  # 5-field cron; max_length applies once whitespace is collapsed
+FILTER = "filter"  # the filter DSL (filters.py), or null
+# Read-only kinds: what the server reports.
+ID = "id"
+STRING = "string"
+TIMESTAMP = "timestamp"
+
+REQUIRED = object()  # the default of a field that a create must send
+
+SECURITY_MODES = ("ssl", "starttls", "none")
+MAX_PRIORITY = 32767  # SMALLINT range
+MAX_CRON_LENGTH = 200
+UTC_TIMESTAMP = "UTC, ISO 8601 with a Z suffix, e.g. 2024-05-01T09:30:00Z"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str
+    label: str = ""  # on the form
+    help: str = ""  # under the form field
+    description: str = ""  # in the API document
+    default: object = REQUIRED
+    max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[tuple[str, str], ...] = ()  # (value, label)
+    nullable: bool = False
+    write_only: bool = False
+    read_only: bool = False
+    computed: bool = False  # not stored on the mailbox: the serializer is handed the value
+    attribute: str = ""  # the model attribute, when it is not `name`
+    examples: tuple = ()
+
+    @property
+    def required(self) -> bool:
+        """A create must send it (no default)."""
+        return not self.read_only and self.default is REQUIRED
+
+    @property
+    def choice_values(self) -> tuple[str, ...]:
+        return tuple(value for value, _ in self.choices)
+
+    @property
+    def stored_as(self) -> str:
+        return self.attribute or self.name
+
+
+FIELDS = (
+    Field("id", ID, read_only=True, description="Database id"),
+    Field("name", TEXT, label="Name", max_length=200, description="Unique, case-insensitively (409)"),
+    Field("host", TEXT, label="IMAP host", max_length=255),
+    Field("port", INTEGER, label="Port", default=993, minimum=1, maximum=65535),
+    Field(
+        "security", CHOICE, label="Security", default="ssl",
+        choices=(("ssl", "SSL/TLS"), ("starttls", "STARTTLS"), ("none", "None (plaintext)")),
+    ),
+    Field("verify_tls", BOOLEAN, label="Verify TLS certificate", default=True),
+    Field("username", TEXT, label="Username", max_length=320),
+    Field(
+        "password", SECRET, label="Password", max_length=1024, write_only=True,
+        attribute="password_encrypted", description="Stored encrypted, never returned",
+    ),
+    Field("has_password", BOOLEAN, read_only=True),
+    Field(
+        "folder", TEXT, label="Folder", default="INBOX", max_length=500, description="IMAP folder to read",
+        help="Pick one after testing the connection, or type it.",
+    ),
+    Field(
+        "company_id", REFERENCE, label="Company", default=None, nullable=True, minimum=1, maximum=MAX_ID,
+        description="Tickets of this mailbox belong to this company; null: none",
+        help="Used when the sender's domain matches no company.",
+    ),
+    Field(
+        "priority", INTEGER, label="Priority", default=100, minimum=0, maximum=MAX_PRIORITY,
+        description="Lower numbers sync first", help="Lower runs first (0 before 10).",
+    ),
+    Field("process_unread_only", BOOLEAN, label="Only process unread messages", default=True),
+    Field("mark_as_read", BOOLEAN, label="Mark processed mail as read", default=True),
+    Field(
+        "sync_known_only", BOOLEAN, label="Only known senders (portal users and staff contacts)", default=False,
+        description="Only import mail from known senders (users, staff, company domains)",
+    ),
+    Field(
+        "schedule_cron", CRON, label="Schedule (cron)", default="*/15 * * * *", max_length=MAX_CRON_LENGTH,
+        description="5-field cron (minute hour day month weekday), UTC; must run at least once",
+        help="minute hour day month weekday, in UTC.",
+    ),
+    Field(
+        "filter_query", FILTER, label="Filter (JSON)", default=None, nullable=True,
+        help="Optional. Only messages that match are processed.",
+    ),
+    Field("active", BOOLEAN, label="Active", default=True, description="Inactive mailboxes have no schedule"),
+    Field(
+        "scheduled_task_id", STRING, read_only=True, nullable=True,
+        description="`imap_sync:<id>` while active, else null", examples=("imap_sync:7",),
+    ),
+    Field(
+        "next_run_at", TIMESTAMP, read_only=True, nullable=True, computed=True,
+        description="From the scheduler; null when inactive or Redis is down",
+    ),
+    Field(
+        "schedule_error", STRING, read_only=True, nullable=True,
+        description="Set when the schedule could not be written (Redis down)",
+    ),
+    Field("last_synced_at", TIMESTAMP, read_only=True, nullable=True),
+    Field("last_sync_status", STRING, read_only=True, nullable=True, examples=("succeeded",)),
+    Field("last_error", STRING, read_only=True, nullable=True),
+    Field("created_at", TIMESTAMP, read_only=True, description=UTC_TIMESTAMP),
+    Field("updated_at", TIMESTAMP, read_only=True, description=UTC_TIMESTAMP),
+)
+
+FIELD = {field.name: field for field in FIELDS}
+WRITABLE = tuple(field for field in FIELDS if not field.read_only)
+READABLE = tuple(field for field in FIELDS if not field.write_only)
+REQUIRED_ON_CREATE = tuple(field.name for field in WRITABLE if field.required)
+DEFAULTS = {field.name: field.default for field in WRITABLE if not field.required}
+MAX_LENGTH = {field.name: field.max_length for field in FIELDS if field.max_length}

@@ -1,0 +1,289 @@
+"""The IMAP part of the OpenAPI document: the mailbox schemas, derived from the field table,
+the audit and sync-run shapes, and the /api/imap/ paths. The app factory hands it to the
+platform's document (portal/platform/openapi.py)."""
+from ..openapi_helpers import (
+    BOOLEAN, ID, NOT_BLANK, PAGINATION, TIMESTAMP, DocumentPart, integer, nullable, obj, operation, page_of,
+    path_ids, path_item, ref, response, response_obj, string,
+)
+from . import fields, filters, models
+
+TAG = {"name": "IMAP", "description": "Mailboxes that turn email into tickets"}
+# Taken from the code, so the document cannot drift from it.
+OUTCOMES = list(models.OUTCOMES)
+RUN_TRIGGERS = list(models.RUN_TRIGGERS)
+RUN_STATUSES = list(models.RUN_STATUSES)
+FILTER_FIELDS = sorted(filters.FIELDS)
+FILTER_OPERATORS = dict(filters.VALUE_KINDS)  # operator -> kind of value
+MAX_FILTER_PATTERN = filters.MAX_PATTERN_LENGTH
+# Five fields; schemas.cron_error has the last word (the length limit applies once whitespace is
+# collapsed, so it is not a maxLength here).
+CRON_PATTERN = r"^\s*\S+(\s+\S+){4}\s*$"
+
+
+# --- mailboxes: from the field table ------------------------------------------------------
+
+
+def _value_schema(field: fields.Field) -> dict:
+    """The type of a field's value, as a response carries it."""
+    kind = field.kind
+    if kind in (fields.INTEGER, fields.REFERENCE):
+        return integer(field.minimum, None if kind == fields.REFERENCE else field.maximum)
+    if kind == fields.CHOICE:
+        return string(enum=list(field.choice_values))
+    if kind == fields.BOOLEAN:
+        return dict(BOOLEAN)
+    if kind == fields.FILTER:
+        return ref("FilterNode")
+    if kind == fields.ID:
+        return integer(1)
+    if kind == fields.TIMESTAMP:
+        return string(format="date-time")
+    return string()
+
+
+def response_schema(field: fields.Field) -> dict:
+    schema = _value_schema(field)
+    if field.read_only:
+        schema["readOnly"] = True
+    if field.read_only and field.description:
+        schema["description"] = field.description
+    elif field.kind == fields.REFERENCE:
+        schema["description"] = ID["description"]
+    if field.examples:
+        schema["examples"] = list(field.examples)
+    return nullable(schema) if field.nullable else schema
+
+
+def request_schema(field: fields.Field, *, create: bool) -> dict:
+    kind = field.kind
+    if kind == fields.TEXT:
+        schema = string(minLength=1, maxLength=field.max_length, pattern=NOT_BLANK)
+    elif kind == fields.SECRET:
+        schema = string(minLength=1, maxLength=field.max_length, writeOnly=True)
+    elif kind in (fields.INTEGER, fields.REFERENCE):
+        schema = integer(field.minimum, field.maximum)
+    elif kind == fields.CRON:
+        schema = string(pattern=CRON_PATTERN)
+    elif kind == fields.FILTER:
+        schema = ref("Filter")
+    else:
+        schema = _value_schema(field)
+    if field.nullable and kind != fields.FILTER:  # Filter itself allows null
+        schema = nullable(schema)
+    if not field.required:
+        schema["default"] = field.default
+    description = field.description
+    if field.write_only and not create:
+        description += "; omit to keep the current one"
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def mailbox_writable(*, create: bool) -> dict:
+    props = {field.name: request_schema(field, create=create) for field in fields.WRITABLE}
+    if create:
+        return obj(props, fields.REQUIRED_ON_CREATE, description="Omitted fields take their defaults.")
+    return obj(props, description="Only the fields sent are changed.")
+
+
+def mailbox_schemas() -> dict:
+    mailbox = {field.name: response_schema(field) for field in fields.READABLE}
+    return {
+        "Mailbox": response_obj(mailbox, description="An IMAP mailbox; its password is never returned."),
+        "MailboxCreate": mailbox_writable(create=True),
+        "MailboxUpdate": mailbox_writable(create=False),
+        "MailboxList": response_obj(
+            {"items": {"type": "array", "items": ref("Mailbox")}, "total": integer(0)},
+            description="Every mailbox by priority, then id",
+        ),
+    }
+
+
+# --- filters ---------------------------------------------------------------------------
+
+
+def filter_schemas() -> dict:
+    scalar = {"type": ["string", "number", "boolean"]}
+    values = {
+        "scalar": scalar,
+        "array": {"type": "array", "items": scalar},
+        "string": string(),
+        "regex": string(maxLength=MAX_FILTER_PATTERN, description="A Python regular expression"),
+        "bool": BOOLEAN,
+        "number": {"type": "number"},
+    }
+    field = {
+        "anyOf": [
+            string(enum=FILTER_FIELDS),
+            string(pattern=r"^headers\.[\s\S]", description="Any header by its lower-case name"),
+        ]
+    }
+    conditions = [
+        obj(
+            {"field": field, "case_sensitive": BOOLEAN, operator: values[kind]},
+            ["field", operator],
+            title=f"{operator} condition",
+        )
+        for operator, kind in FILTER_OPERATORS.items()
+    ]
+    children = {"type": "array", "items": ref("FilterNode")}
+    return {
+        "FilterNode": {
+            "description": "A filter deciding which messages become tickets: a condition "
+            "(`field`, exactly one operator, optional `case_sensitive`) or a group "
+            "(`all`, `any`, `none`: arrays of nodes; a group passes when every key present passes). "
+            "At most 20 levels and 500 nodes. The full DSL: docs/imap-filters.md.",
+            "oneOf": [ref("FilterCondition"), ref("FilterGroup")],
+        },
+        "FilterCondition": {"oneOf": conditions},
+        "FilterGroup": obj({"all": children, "any": children, "none": children}, minProperties=1),
+        "Filter": {
+            "description": "A filter, or null / {} for none (every message passes; stored as null).",
+            "anyOf": [ref("FilterNode"), {"type": "object", "maxProperties": 0}, {"type": "null"}],
+        },
+    }
+
+
+# --- sync runs and the audit ---------------------------------------------------------------
+
+
+def sync_schemas() -> dict:
+    return {
+        "SyncRun": response_obj(
+            {
+                "id": ID,
+                "account_id": ID,
+                "trigger": string(enum=RUN_TRIGGERS),
+                "status": string(enum=RUN_STATUSES),
+                "job_id": nullable(string(description="RQ job id")),
+                "counts": {
+                    "type": "object",
+                    "description": "Messages per outcome",
+                    "propertyNames": {"enum": OUTCOMES},
+                    "additionalProperties": integer(0),
+                },
+                "error": nullable(string()),
+                "created_at": TIMESTAMP,
+                "started_at": nullable(TIMESTAMP),
+                "finished_at": nullable(TIMESTAMP),
+                "duration_ms": nullable(integer(0)),
+            }
+        ),
+        "SyncRunPage": page_of("SyncRun", "Sync runs, newest first"),
+        "ProcessedMessage": response_obj(
+            {
+                "id": ID,
+                "account_id": ID,
+                "uid_validity": integer(0),
+                "uid": integer(0),
+                "message_id": nullable(string()),
+                "subject": nullable(string()),
+                "from_address": nullable(string()),
+                "size": nullable(integer(0)),
+                "outcome": string(enum=OUTCOMES),
+                "reason": nullable(string()),
+                "ticket_id": nullable(ID),
+                "attempts": integer(0),
+                "created_at": TIMESTAMP,
+                "updated_at": TIMESTAMP,
+            },
+            description="What a sync did with one message (the audit)",
+        ),
+        "ProcessedMessagePage": page_of("ProcessedMessage", "Processed messages, newest first"),
+        "SyncQueued": response_obj(
+            {
+                "sync_run_id": ID,
+                "job_id": string(),
+                "status": string(enum=["queued"]),
+                "scheduled_task_id": nullable(string()),
+            }
+        ),
+        "RetryQueued": response_obj(
+            {
+                "message": ref("ProcessedMessage"),
+                "sync_run_id": ID,
+                "job_id": string(),
+                "status": string(enum=["queued"]),
+            }
+        ),
+    }
+
+
+# --- paths -------------------------------------------------------------------------------------
+
+
+def imap_paths() -> dict:
+    tag = "IMAP"
+    base = "/api/imap/accounts"
+    one = f"{base}/{{account_id}}"
+    outcome = {
+        "name": "outcome", "in": "query", "required": False,
+        "description": "Only messages with this outcome",
+        "schema": string(enum=OUTCOMES),
+    }
+    return {
+        base: path_item(
+            get=operation(
+                "listMailboxes", "List IMAP mailboxes", tag, {"200": response("Every mailbox", "MailboxList")}
+            ),
+            post=operation(
+                "createMailbox", "Create an IMAP mailbox and schedule its sync", tag,
+                {"201": response("The new mailbox (`schedule_error` is set if Redis was down)", "Mailbox")},
+                body="MailboxCreate", conflict=True, invalid=True, write=True,
+            ),
+        ),
+        one: path_item(
+            "account_id",
+            get=operation(
+                "getMailbox", "Get an IMAP mailbox", tag, {"200": response("The mailbox", "Mailbox")}, not_found=True
+            ),
+            put=operation(
+                "updateMailbox", "Update an IMAP mailbox and its schedule", tag,
+                {"200": response("The updated mailbox (`schedule_error` is set if Redis was down)", "Mailbox")},
+                body="MailboxUpdate", not_found=True, conflict=True, invalid=True, write=True,
+            ),
+            delete=operation(
+                "deleteMailbox", "Delete an IMAP mailbox, its audit, its runs and its schedule", tag,
+                {"204": {"description": "Deleted (the schedule is removed when Redis is reachable)"}},
+                not_found=True, write=True,
+            ),
+        ),
+        f"{one}/clone": path_item("account_id", post=operation(
+            "cloneMailbox", "Copy a mailbox (password and filter included; sync state starts fresh)", tag,
+            {"201": response("The copy, named '<name> (copy)' unless overridden", "Mailbox")},
+            body="MailboxUpdate", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
+            body_description="Optional settings to change in the copy (same rules as an update); "
+            "no body or {} copies as is",
+        )),
+        f"{one}/sync": path_item("account_id", post=operation(
+            "syncMailbox", "Queue a sync now", tag, {"202": response("The sync run is queued", "SyncQueued")},
+            not_found=True, redis=True, write=True,
+        )),
+        f"{one}/sync-runs": path_item("account_id", get=operation(
+            "listSyncRuns", "List the sync runs of a mailbox", tag,
+            {"200": response("A page of sync runs", "SyncRunPage")}, params=PAGINATION, not_found=True, invalid=True,
+        )),
+        f"{one}/sync-runs/{{run_id}}": path_item("account_id", "run_id", get=operation(
+            "getSyncRun", "Get one sync run", tag, {"200": response("The sync run", "SyncRun")}, not_found=True
+        )),
+        f"{one}/messages": path_item("account_id", get=operation(
+            "listProcessedMessages", "List the processed-message audit of a mailbox", tag,
+            {"200": response("A page of processed messages", "ProcessedMessagePage")},
+            params=[*PAGINATION, outcome], not_found=True, invalid=True,
+        )),
+        f"{one}/messages/{{message_id}}/retry": path_item("account_id", "message_id", post=operation(
+            "retryProcessedMessage", "Retry a failed message: reset its attempts and queue a sync", tag,
+            {"202": response("The message and the queued sync run", "RetryQueued")},
+            not_found=True, conflict=True, redis=True, write=True,
+        )),
+    }
+
+
+def document_part() -> DocumentPart:
+    return DocumentPart(
+        tag=TAG,
+        paths=imap_paths(),
+        schemas={**filter_schemas(), **mailbox_schemas(), **sync_schemas()},
+        parameters=path_ids({"account_id": "Mailbox", "run_id": "Sync run", "message_id": "Processed message"}),
+    )
