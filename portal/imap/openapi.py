@@ -42,11 +42,12 @@ def _value_schema(field: fields.Field) -> dict:
 
 
 def response_schema(field: fields.Field) -> dict:
+    """A field in the Mailbox response: its type; server-set fields are readOnly and described."""
     schema = _value_schema(field)
     if field.read_only:
         schema["readOnly"] = True
-    if field.read_only and field.description:
-        schema["description"] = field.description
+        if field.description:
+            schema["description"] = field.description
     elif field.kind == fields.REFERENCE:
         schema["description"] = ID["description"]
     if field.examples:
@@ -55,6 +56,7 @@ def response_schema(field: fields.Field) -> dict:
 
 
 def request_schema(field: fields.Field, *, create: bool) -> dict:
+    """A field in MailboxCreate / MailboxUpdate: its limits, default and description."""
     kind = field.kind
     if kind == fields.TEXT:
         schema = string(minLength=1, maxLength=field.max_length, pattern=NOT_BLANK)

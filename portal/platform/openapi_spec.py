@@ -7,6 +7,8 @@ portal/validation.py, the responses portal/platform/serializers.py.
 tests/integration/test_openapi.py checks that every /api/ route is here and fuzzes the
 document against the app with schemathesis.
 """
+from collections.abc import Sequence
+
 from .. import models
 from ..openapi_helpers import (
     BOOLEAN, ID, MAX_ID, PAGINATION, TIMESTAMP, DocumentPart, error_responses, error_schemas, integer, json_content,
@@ -171,10 +173,10 @@ def ticket_schemas() -> dict:
     }
 
 
-def components(parts: list[DocumentPart]) -> dict:
+def components(parts: Sequence[DocumentPart]) -> dict:
     schemas = {}
-    for part in (error_schemas, company_schemas, staff_schemas, user_schemas, ticket_schemas):
-        schemas.update(part())
+    for build in (error_schemas, company_schemas, staff_schemas, user_schemas, ticket_schemas):
+        schemas.update(build())
     parameters = {**path_ids(PATH_IDS), **paging_parameters()}
     for part in parts:
         schemas.update(part.schemas)
@@ -307,7 +309,7 @@ def openapi_paths() -> dict:
     }
 
 
-def build_spec(parts: list[DocumentPart] = ()) -> dict:
+def build_spec(parts: Sequence[DocumentPart] = ()) -> dict:
     """The whole document: the platform's paths, then each part's, then this document's own."""
     return {
         "openapi": OPENAPI_VERSION,
@@ -321,6 +323,7 @@ def build_spec(parts: list[DocumentPart] = ()) -> dict:
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}],
         "tags": [*TAGS, *(part.tag for part in parts), {"name": "Meta"}],
-        "paths": {**platform_paths(), **{path: item for part in parts for path, item in part.paths.items()}, **openapi_paths()},
+        "paths": {**platform_paths(), **{path: item for part in parts for path, item in part.paths.items()},
+                  **openapi_paths()},
         "components": components(parts),
     }
