@@ -10,12 +10,21 @@ mail even with ``compat32``, so MIME structure is split here with
 ``bytes.find`` and transfer encodings are decoded with ``binascii``.  The
 stdlib is still used for the fiddly parts: ``getaddresses`` (when the fast
 path declines) and ``parsedate_to_datetime``.
+
+This is a hand-written replacement of the stdlib parser, kept for speed and
+held against it: tests/unit/test_parsing_reference.py compares both over the
+test corpora and lists the intended differences.  A message the fast path
+fails on (an exception while reading its structure) is read again by the
+stdlib parser, within size and nesting bounds, with the same rules and
+post-processing (``_stdlib_parts``).
 """
 
 from __future__ import annotations
 
 import binascii
 import codecs
+import email
+import email.policy
 import hashlib
 import html as html_lib
 import mimetypes
@@ -795,7 +804,8 @@ def _rfc2231(items: list[tuple[str, str]], defects: list[str]) -> dict[str, str]
         pieces.setdefault(base, []).append((index, _unquote(value), name.endswith("*")))
     decoded = {}
     for base, parts in pieces.items():
-        parts.sort(key=lambda part: part[0])
+        parts.sort(key=lambda part: part[0])  # stable: the first of a repeated section wins
+        parts = [part for i, part in enumerate(parts) if i == 0 or part[0] != parts[i - 1][0]]
         charset, data = None, bytearray()
         for i, (_, value, encoded) in enumerate(parts):
             if encoded:
@@ -955,14 +965,14 @@ def _walk_multipart(entity: _Entity, acc: _Parts, defects: list[str], depth: int
             _walk(child, acc, defects, depth + 1)
 
 
-def _walk_alternative(children, acc: _Parts, defects: list[str], depth: int) -> None:
+def _walk_alternative(children, acc: _Parts, defects: list[str], depth: int, walk=_walk) -> None:
     # Alternatives come in increasing order of preference: keep the last text
     # and the last html; attachments (images of a multipart/related) from all.
     texts: list[str] = []
     htmls: list[str] = []
     for child in children:
         sub = _Parts()
-        _walk(child, sub, defects, depth + 1)
+        walk(child, sub, defects, depth + 1)
         texts = sub.texts or texts
         htmls = sub.htmls or htmls
         acc.attachments += sub.attachments
@@ -990,9 +1000,12 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]
 
 
 def _decode_text(entity: _Entity, defects: list[str]) -> str:
-    data = entity.payload(defects)
-    charset = entity.params.get("charset")
-    if charset is None and entity.ctype == "text/html":
+    return _text_of(entity.payload(defects), entity.params.get("charset"), entity.ctype, defects)
+
+
+def _text_of(data: bytes, charset: str | None, ctype: str, defects: list[str]) -> str:
+    """A text part's decoded payload as body text."""
+    if charset is None and ctype == "text/html":
         match = _META_CHARSET.search(data, 0, 4096)
         charset = match.group(1).decode("ascii") if match else None
     text = decode_bytes(data, charset, defects)
@@ -1008,17 +1021,118 @@ def _decode_text(entity: _Entity, defects: list[str]) -> str:
 
 def _attachment(entity: _Entity, defects: list[str]) -> InboundAttachment:
     payload = entity.payload(defects)
-    name = entity.filename
-    if entity.ctype in _MESSAGE_TYPES:
+    return _make_attachment(
+        entity.ctype, payload, entity.filename, entity.content_id, entity.disposition
+    )
+
+
+def _make_attachment(
+    ctype: str, payload: bytes, name: str, content_id: str | None, disposition: str | None
+) -> InboundAttachment:
+    if ctype in _MESSAGE_TYPES:
         subject = decode_header_value(_Entity(payload, []).get("subject"))
         name = f"{subject[:150]}.eml" if subject.strip() else "message.eml"
     return InboundAttachment(
-        filename=safe_filename(name, "attachment" + _extension_for(entity.ctype)),
-        content_type=entity.ctype,
+        filename=safe_filename(name, "attachment" + _extension_for(ctype)),
+        content_type=ctype,
         payload=payload,
-        content_id=entity.content_id,
-        is_inline=entity.disposition == "inline",
+        content_id=content_id,
+        is_inline=disposition == "inline",
     )
+
+
+# --------------------------------------------------------------------------
+# Fallback: the stdlib parser, for a message the fast parser failed on
+# --------------------------------------------------------------------------
+
+# The stdlib parser copies bodies per MIME level and recurses per nesting
+# level (RecursionError near 1,000): it only gets messages it can take.
+_FALLBACK_MAX_BYTES = 4 << 20
+_FALLBACK_MAX_MULTIPARTS = 100
+_MULTIPART_WORD = re.compile(rb"multipart/", re.I)
+
+
+def _stdlib_parts(data: bytes, start: int, defects: list[str]) -> tuple[_Parts, list] | None:
+    """Body parts and headers of ``data[start:]`` read by ``email`` (compat32),
+    with the same selection rules and post-processing as the fast path;
+    None if the message is outside the fallback's bounds or it fails too."""
+    if len(data) - start > _FALLBACK_MAX_BYTES:
+        _note(defects, "stdlib fallback skipped: message too large")
+        return None
+    if len(_MULTIPART_WORD.findall(data, start)) > _FALLBACK_MAX_MULTIPARTS:
+        _note(defects, "stdlib fallback skipped: too many multiparts")
+        return None
+    try:
+        message = email.message_from_bytes(data[start:], policy=email.policy.compat32)
+        acc = _Parts()
+        _stdlib_walk(message, acc, defects, 0)
+        headers = _Entity(_stdlib_head(message), defects).headers
+    except Exception as exc:  # (RecursionError included)
+        _note(defects, f"stdlib fallback failed: {type(exc).__name__}")
+        return None
+    _note(defects, "parsed by the stdlib email parser (fallback)")
+    return acc, headers
+
+
+def _stdlib_walk(part, acc: _Parts, defects: list[str], depth: int) -> None:
+    """_walk's rules on a node of the stdlib's tree."""
+    if depth > _MAX_DEPTH:
+        _note(defects, "MIME nesting too deep; inner parts dropped")
+        return
+    ctype = part.get_content_type()
+    if ctype.startswith("multipart/"):
+        _stdlib_walk_multipart(part, acc, defects, depth)
+        return
+    # Parameters are read by the fast path's own code from the part's header
+    # block (compat32's parameter parser raises on some malformed RFC 2231).
+    head = _Entity(_stdlib_head(part), defects)
+    disposition, name = head.disposition, head.filename
+    if part.is_multipart():  # message/rfc822 and other parsed message/* parts
+        payload = b"".join(child.as_bytes() for child in part.get_payload())
+    else:
+        payload = part.get_payload(decode=True) or b""
+    if ctype in _BODY_TYPES and disposition != "attachment" and not name:
+        (acc.texts if ctype == "text/plain" else acc.htmls).append(
+            _text_of(payload, head.params.get("charset"), ctype, defects)
+        )
+    else:
+        acc.attachments.append(_make_attachment(ctype, payload, name, head.content_id, disposition))
+
+
+def _stdlib_walk_multipart(part, acc: _Parts, defects: list[str], depth: int) -> None:
+    if not part.is_multipart():  # the stdlib found no parts
+        if not _stdlib_guessed(part, acc, defects, depth):
+            text = _text_of(part.get_payload(decode=True) or b"", None, "text/plain", defects)
+            if text.strip():
+                _note(defects, f"{part.get_content_type()} body kept as text")
+                acc.texts.append(text)
+    elif part.get_content_type() == "multipart/alternative":
+        _walk_alternative(part.get_payload(), acc, defects, depth, walk=_stdlib_walk)
+    else:
+        for child in part.get_payload():
+            _stdlib_walk(child, acc, defects, depth + 1)
+
+
+def _stdlib_head(part) -> bytes:
+    """A stdlib node's header block as raw bytes, blank line included."""
+    lines = [f"{name}: {value}\n" for name, value in part.raw_items()]
+    return "".join(lines).encode("utf-8", "surrogateescape") + b"\n"
+
+
+def _stdlib_guessed(part, acc: _Parts, defects: list[str], depth: int) -> bool:
+    """A multipart the stdlib could not split, read with the first ``--xxx``
+    line as its boundary (as _guess_parts does); False if there is none."""
+    body = part.get_payload(decode=True) or b""
+    match = _BOUNDARY_LINE.search(body)
+    if not match:
+        return False
+    guess = match.group(1).removesuffix(b"--")
+    _note(defects, f"{part.get_content_type()} boundary not found; guessed {_header_text(guess)[:70]!r}")
+    quoted = guess.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    head = b'Content-Type: %s; boundary="%s"\n\n' % (part.get_content_type().encode(), quoted)
+    reparsed = email.message_from_bytes(head + body, policy=email.policy.compat32)
+    _stdlib_walk(reparsed, acc, defects, depth + 1)
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -1052,15 +1166,23 @@ def parse_message(raw: bytes) -> InboundEmail:
         start = data.find(b"\n") + 1
     acc = _Parts()
     headers: list[tuple[str, str]] = []
-    try:  # last line of defence: keep whatever was read before an error
+    try:
         entity = _Entity(data, defects, start=start)
         headers = entity.headers
         _walk(entity, acc, defects)
+    except MemoryError:
+        raise
     except Exception as exc:
         _note(defects, f"parse error: {type(exc).__name__}")
-        if not (acc.texts or acc.htmls or acc.attachments):
-            acc.texts.append(_clean_str(decode_bytes(data[start:], None)))
+        acc, headers = _stdlib_parts(data, start, defects) or _salvage(data, start, acc, headers)
     return _build(raw, headers, acc, defects)
+
+
+def _salvage(data: bytes, start: int, acc: _Parts, headers: list) -> tuple[_Parts, list]:
+    """Last line of defence: whatever was read before the error."""
+    if not (acc.texts or acc.htmls or acc.attachments):
+        acc.texts.append(_clean_str(decode_bytes(data[start:], None)))
+    return acc, headers
 
 
 def _build(
