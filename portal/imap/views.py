@@ -2,7 +2,7 @@
 and the partials htmx swaps in)."""
 from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
 from markupsafe import escape
-from sqlalchemy import func, or_, select
+from sqlalchemy import select
 
 from ..auth import require_super_admin_page
 from ..extensions import db
@@ -43,20 +43,7 @@ def render_row(account: ImapAccount, extra: str = "") -> str:
 @bp.get("")
 def index():
     q = (request.args.get("q") or "").replace("\x00", "").strip()
-    query = select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)
-    if q:
-        like = f"%{q.lower()}%"
-        query = query.outerjoin(Company).where(
-            or_(
-                func.lower(ImapAccount.name).like(like),
-                func.lower(ImapAccount.username).like(like),
-                func.lower(ImapAccount.host).like(like),
-                func.lower(ImapAccount.folder).like(like),
-                func.lower(Company.name).like(like),
-            )
-        )
-    rows = list(db.session.scalars(query))
-    context = workspace.rows_context(rows)
+    context = workspace.rows_context(workspace.search_mailboxes(q))
     if is_htmx() and request.headers.get("HX-Target") == "mailbox-rows":
         return render_template("imap/_rows.html", q=q, **context)
     return render_template("imap/index.html", q=q, **context)

@@ -1,16 +1,35 @@
-"""What the mailbox workspace shows: rows with their latest run and next scheduled time, a
-mailbox's recent runs and audit page, and the live cron preview. Reads only; the request
-handling stays in views.py."""
-from sqlalchemy import func, select
+"""What the mailbox workspace shows: the mailbox list and its search, rows with their latest
+run and next scheduled time, a mailbox's recent runs and audit page, and the live cron
+preview. Reads only; the request handling stays in views.py."""
+from sqlalchemy import func, or_, select
 
 from ..extensions import db
 from ..http import paginate
+from ..models import Company
 from . import audit, scheduling, schemas
 from .cron_words import describe
 from .models import OUTCOMES, ImapAccount, SyncRun
 
 RUNS_SHOWN = 20
 MESSAGES_PER_PAGE = 25
+
+
+def search_mailboxes(q: str) -> list[ImapAccount]:
+    """Mailboxes in priority order; with `q`, those whose name, username, host, folder or
+    company name contains it (case-insensitive)."""
+    query = select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)
+    if q:
+        like = f"%{q.lower()}%"
+        query = query.outerjoin(Company).where(
+            or_(
+                func.lower(ImapAccount.name).like(like),
+                func.lower(ImapAccount.username).like(like),
+                func.lower(ImapAccount.host).like(like),
+                func.lower(ImapAccount.folder).like(like),
+                func.lower(Company.name).like(like),
+            )
+        )
+    return list(db.session.scalars(query))
 
 
 def latest_runs(account_ids: list[int]) -> dict[int, SyncRun]:
