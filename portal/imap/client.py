@@ -48,10 +48,10 @@ from .client_wire import (
     parse_list_item,
     parse_search,
 )
+from .fields import SECURITY_MODES
 
 log = logging.getLogger(__name__)
 
-SECURITY_MODES = ("ssl", "starttls", "none")
 #: charset named in UID SEARCH; retried without CHARSET if the server rejects it
 SEARCH_CHARSET = "US-ASCII"
 #: by default fetch_messages also caps a chunk at this many bytes when sizes are known

@@ -11,7 +11,7 @@ from ..validation import parse_id
 from .client import ImapError, test_connection
 from .credentials import connection_settings
 from .models import ImapAccount
-from .schemas import SECURITY_MODES
+from .fields import FIELD, SECURITY_MODES
 
 CHECKED = ("y", "on", "true", "1")
 
@@ -46,9 +46,9 @@ def check_connection(form: Mapping[str, str]) -> ConnectionCheck:
 
 def form_problems(form: Mapping[str, str], *, has_password: bool) -> list[str]:
     problems = []
-    port = form.get("port", "").strip()
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        problems.append("Port must be between 1 and 65535.")
+    port, low, high = form.get("port", "").strip(), FIELD["port"].minimum, FIELD["port"].maximum
+    if not (port.isascii() and port.isdigit()) or not low <= int(port) <= high:
+        problems.append(f"Port must be between {low} and {high}.")
     if not form.get("host", "").strip() or not form.get("username", "").strip():
         problems.append("Host and username are needed to test the connection.")
     if not has_password:

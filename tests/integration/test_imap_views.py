@@ -66,6 +66,15 @@ def test_test_connection_lists_every_form_problem_at_once(client, admin, app_ctx
     ) in page
 
 
+def test_test_connection_reads_a_superscript_port_as_a_wrong_port(client, admin, app_ctx):
+    login(client, "admin@portal.test")
+    form = {"host": "imap.example.com", "port": "\u00b3", "security": "ssl", "username": "u", "password": "p",
+            "csrf_token": csrf_token(client)}
+    response = client.post(f"{IMAP}/test-connection", data=form)
+    assert response.status_code == 200
+    assert "Connection failed: Port must be between 1 and 65535." in response.get_data(as_text=True)
+
+
 def test_edit_page_never_renders_the_password(client, admin, app_ctx, imap_account):
     mailbox = create_mailbox(imap_account)
     login(client, "admin@portal.test")
