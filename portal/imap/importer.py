@@ -104,14 +104,9 @@ def _import(account, session: ImapSession, batches: list[list[MessageInfo]], res
                 # \Seen is stored every SEEN_EVERY messages and at the end, each time right
                 # after a durable commit: never for a row a power cut could still take back.
                 mark_now = account.mark_as_read and (number == len(batches) or len(unmarked) + len(fetched) >= SEEN_EVERY)
-                incoming = _parse(account, fetched)
-                lookups = ledger.lookups(account, [m.email for m in incoming if m.email is not None], directory)
-                decisions = decide_batch(incoming, rules, lookups)
-                with durable_commits(mark_now) as again:
-                    decisions = ticket_writer.commit_batch(account, decisions, [m.uid for m in fetched], again)
-                result.add(decisions)
+                delivered = _import_batch(account, rules, directory, fetched, result, durable=mark_now)
                 if account.mark_as_read:
-                    unmarked += [d.uid for d in decisions if d.outcome in DELIVERED or d.outcome == "duplicate"]
+                    unmarked += delivered
                 if mark_now and unmarked:
                     lane.mark_seen(unmarked)
                     unmarked = []
@@ -123,6 +118,19 @@ def _import(account, session: ImapSession, batches: list[list[MessageInfo]], res
                 _mark_seen_once_durable(session, unmarked)
             except Exception as exc:
                 log.warning("Mailbox %s: could not mark %d imported message(s) \\Seen: %s", account.id, len(unmarked), exc)
+
+
+def _import_batch(account, rules, directory, fetched: list[FetchedMessage], result: SyncResult, *, durable: bool) -> list[int]:
+    """parse -> decide -> write, one COMMIT (durable if asked); returns the UIDs that now live
+    in a ticket, to be marked \\Seen. The batch's parsed mail is freed on return, before the
+    next batch is parsed."""
+    incoming = _parse(account, fetched)
+    lookups = ledger.lookups(account, [m.email for m in incoming if m.email is not None], directory)
+    decisions = decide_batch(incoming, rules, lookups)
+    with durable_commits(durable) as again:
+        decisions = ticket_writer.commit_batch(account, decisions, [m.uid for m in fetched], again)
+    result.add(decisions)
+    return [d.uid for d in decisions if d.outcome in DELIVERED or d.outcome == "duplicate"]
 
 
 def _parse(account, fetched: list[FetchedMessage]) -> list[Incoming]:
