@@ -8,8 +8,15 @@ class ConfigError(RuntimeError):
     pass
 
 
-def _fallbacks(value: str | None) -> list[str]:
-    return [key.strip() for key in (value or "").split(",") if key.strip()]
+def _list(value: str | None) -> list[str]:
+    """A comma-separated setting."""
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    if value is None or not value.strip():
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def load_config(overrides: dict | None = None, instance_path: str = "instance") -> dict:
@@ -18,7 +25,7 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
     config = {
         "PORTAL_ENV": environment,
         "SECRET_KEY": env.get("SECRET_KEY"),
-        "SECRET_KEY_FALLBACKS": _fallbacks(env.get("SECRET_KEY_FALLBACKS")),
+        "SECRET_KEY_FALLBACKS": _list(env.get("SECRET_KEY_FALLBACKS")),
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
         or "sqlite:///" + os.path.join(os.path.abspath(instance_path), "portal.db"),
         "REDIS_URL": env.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
@@ -27,6 +34,13 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
         "RESTART_DEFER_SECONDS": int(env.get("RESTART_DEFER_SECONDS", 30)),
         "ATTACHMENT_DIR": env.get("ATTACHMENT_DIR")
         or os.path.join(os.path.abspath(instance_path), "attachments"),
+        "IMAP_SYNC_DEADLINE_SECONDS": float(env.get("IMAP_SYNC_DEADLINE_SECONDS", 1800)),
+        # Test connection and mailboxes may not reach loopback, link-local or private ranges
+        # (on outside development) unless the host is listed in IMAP_ALLOWED_HOSTS.
+        "IMAP_DENY_PRIVATE_NETWORKS": _flag(env.get("IMAP_DENY_PRIVATE_NETWORKS"), default=environment not in ("development", "testing")),
+        "IMAP_ALLOWED_HOSTS": _list(env.get("IMAP_ALLOWED_HOSTS")),
+        "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
+        "SESSION_IDLE_MINUTES": int(env.get("SESSION_IDLE_MINUTES", 120)),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,

@@ -63,6 +63,8 @@ class User(UserMixin, db.Model):
     password_hash: Mapped[str | None] = mapped_column(String(256))
     is_super_admin: Mapped[bool] = mapped_column(default=False)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Bumped on logout-everywhere and password change: sessions carrying an older one end.
+    session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     def set_password(self, password: str) -> None:
@@ -132,6 +134,8 @@ class TicketMessage(db.Model):
     message_id: Mapped[str | None] = mapped_column(String(998))
     in_reply_to: Mapped[str | None] = mapped_column(Text)
     references: Mapped[str | None] = mapped_column(Text)
+    # What the import left out of this message (parts past the limits, ...), shown on the ticket.
+    import_notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     _sentinel: Mapped[int | None] = orm_insert_sentinel()
@@ -181,6 +185,7 @@ class ApiToken(db.Model):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column()
+    expires_at: Mapped[datetime | None] = mapped_column()
     revoked: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship()

@@ -1,7 +1,7 @@
 """Mailboxes, the per-message audit, and sync runs."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -47,6 +47,7 @@ class ImapAccount(db.Model):
     port: Mapped[int] = mapped_column(default=993)
     security: Mapped[str] = mapped_column(String(10), default="ssl")
     verify_tls: Mapped[bool] = mapped_column(default=True)
+    allow_plaintext: Mapped[bool] = mapped_column(default=False, server_default=false())
     username: Mapped[str] = mapped_column(String(MAX_LENGTH["username"]))
     password_encrypted: Mapped[str | None] = mapped_column(Text)
     folder: Mapped[str] = mapped_column(String(MAX_LENGTH["folder"]), default="INBOX")
@@ -91,6 +92,7 @@ class ProcessedMessage(db.Model):
         UniqueConstraint("account_id", "uid_validity", "uid"),
         Index("ix_imap_processed_dedupe", "account_id", "dedupe_key"),
         Index("ix_imap_processed_outcome", "account_id", "outcome"),
+        Index("ix_imap_processed_dedupe_any", "dedupe_key"),  # the same email in another mailbox
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("imap_accounts.id", ondelete="CASCADE"))
@@ -107,6 +109,7 @@ class ProcessedMessage(db.Model):
     size: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(default=1)
     rules_version: Mapped[int] = mapped_column(default=1)
+    defects: Mapped[list | None] = mapped_column(JSON)  # what the parser noticed, for the audit
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -121,6 +124,9 @@ class SyncRun(db.Model):
     trigger: Mapped[str] = mapped_column(String(20), default="manual")
     status: Mapped[str] = mapped_column(String(30), default="queued")
     job_id: Mapped[str | None] = mapped_column(String(100))
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("imap_sync_runs.id", ondelete="SET NULL"))
+    worker_name: Mapped[str | None] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime | None] = mapped_column()
     counts: Mapped[dict] = mapped_column(JSON, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

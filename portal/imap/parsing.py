@@ -102,6 +102,7 @@ class InboundEmail:
     size: int  # len(raw)
     raw_sha256: str  # hex
     defects: list[str] = field(default_factory=list)  # parse problems, for the audit
+    left_out: list[str] = field(default_factory=list)  # what the ticket will not hold, said on it
 
 
 def _note(defects: list[str] | None, message: str) -> None:

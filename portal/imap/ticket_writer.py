@@ -21,7 +21,9 @@ from .parsing import InboundEmail
 
 log = logging.getLogger(__name__)
 
-AUDIT_DEFAULTS = {"message_id": None, "dedupe_key": None, "subject": None, "from_address": None}
+MAX_DEFECTS = 50  # defects kept on an audit row
+
+AUDIT_DEFAULTS = {"message_id": None, "dedupe_key": None, "subject": None, "from_address": None, "defects": None}
 
 
 class UnwrittenTicket(Exception):
@@ -92,6 +94,7 @@ def audit_values(email: InboundEmail | None) -> dict:
         "dedupe_key": dedupe_key(email),
         "subject": (email.subject or "")[:998],
         "from_address": email.from_.address[:320] if email.from_ else None,
+        "defects": email.defects[:MAX_DEFECTS] or None,
     }
 
 
@@ -119,6 +122,7 @@ def _message_values(email: InboundEmail) -> dict:
         "message_id": email.message_id[:998] if email.message_id else None,
         "in_reply_to": " ".join(email.in_reply_to) or None,
         "references": " ".join(email.references) or None,
+        "import_notes": "\n".join(email.left_out) or None,
     }
 
 
