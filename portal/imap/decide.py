@@ -89,6 +89,7 @@ class Decision:
     email: InboundEmail | None = None
     target: TicketRef | None = None  # the ticket it creates, joins, or duplicates
     association: Association | None = None  # company and requester of a new ticket
+    notes: list[str] = field(default_factory=list)  # said on the ticket message, e.g. what was not followed
 
     @property
     def new_ticket(self) -> NewTicket | None:

@@ -70,7 +70,7 @@ def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessa
 
     adding = [d for d in decisions if d.adds_message]
     if adding:
-        rows = [{**_message_values(d.email), "ticket_id": ticket_id_of(d.target), "created_at": now} for d in adding]
+        rows = [{**_message_values(d), "ticket_id": ticket_id_of(d.target), "created_at": now} for d in adding]
         ids = connection.execute(_insert_returning_id(TicketMessage), rows).scalars().all()
         _write_attachments(connection, [(d.email, message_id) for d, message_id in zip(adding, ids)], now)
 
@@ -114,7 +114,8 @@ def _ticket_values(account, decision: Decision) -> dict:
     }
 
 
-def _message_values(email: InboundEmail) -> dict:
+def _message_values(decision: Decision) -> dict:
+    email = decision.email
     return {
         "author_email": email.from_.address.lower()[:320] if email.from_ and email.from_.address else None,
         "body_text": email.text or "",
@@ -122,7 +123,7 @@ def _message_values(email: InboundEmail) -> dict:
         "message_id": email.message_id[:998] if email.message_id else None,
         "in_reply_to": " ".join(email.in_reply_to) or None,
         "references": " ".join(email.references) or None,
-        "import_notes": "\n".join(email.left_out) or None,
+        "import_notes": "\n".join([*email.left_out, *decision.notes]) or None,
     }
 
 
