@@ -51,7 +51,8 @@ __all__ = [
     "sanitize_html",
 ]
 
-_MAX_DEPTH = 40  # MIME nesting limit; deeper parts are dropped with a defect
+_MAX_DEPTH = 40  # MIME nesting limit; deeper parts are left out (defects, left_out)
+_MAX_PARTS = 1000  # MIME parts per message; the rest are left out (defects, left_out)
 
 
 # --------------------------------------------------------------------------
@@ -261,58 +262,112 @@ def _unfold(value: str) -> str:
     return value.strip()
 
 
-def _decode_b(text: str, defects: list[str] | None) -> bytes:
+def _decode_b(text: str) -> bytes | None:
+    """Base64 of an encoded word; stray characters are skipped and missing
+    padding repaired (as the stdlib does); None when no decoding is possible."""
     data = _B64_JUNK.sub(b"", text.encode("ascii", "ignore"))
-    if len(data) % 4 == 1:  # can never be valid: drop the dangling character
-        _note(defects, "bad base64 in encoded word")
-        data = data[:-1]
+    if len(data) % 4 == 1:  # one character too many or too few: no way to tell which
+        return None
     return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
 
 
-def _decode_word(match: re.Match, defects: list[str] | None) -> tuple[str, bytes]:
+_KEPT_AS_WRITTEN = "undecodable encoded word kept as written"
+
+
+def _decode_word(match: re.Match, defects: list[str] | None) -> tuple[str, bytes] | None:
+    """(charset, bytes) of an encoded word; None if it cannot be decoded."""
     charset, kind, text = match.groups()
     charset = charset.partition("*")[0]  # RFC 2231 language suffix
+    if _codec_for(charset) is None:
+        _note(defects, f"encoded word in unknown charset {charset[:40]!r} kept as written")
+        return None
     if kind in "bB":
-        return charset, _decode_b(text, defects)
+        data = _decode_b(text)
+        if data is None:
+            _note(defects, "invalid base64 in encoded word; kept as written")
+        return None if data is None else (charset, data)
     return charset, binascii.a2b_qp(text.encode("utf-8"), header=True)
 
 
 def decode_header_value(value: str | None, defects: list[str] | None = None) -> str:
-    """Unfold a header value and decode RFC 2047 encoded-words, best effort."""
+    """Unfold a header value and decode RFC 2047 encoded-words, best effort.
+
+    An encoded word that cannot be decoded (unknown charset, broken base64,
+    bytes its charset cannot read) stays as written, never as mojibake."""
     if not value:
         return ""
     value = _unfold(value)
     if "=?" not in value:
         return _clean_str(value)
     out: list[str] = []
-    run: list[tuple[str, bytes]] = []  # adjacent encoded words
+    run: list[tuple[str, bytes, str]] = []  # adjacent decodable words: charset, bytes, as written
     pos = 0
     for match in _ENCODED_WORD.finditer(value):
         between = value[pos : match.start()]
-        if not run or between.strip():  # whitespace between words is dropped
+        word = _decode_word(match, defects)
+        if run and word is not None and not between.strip():
+            run.append((*word, between + match.group()))  # whitespace between words is dropped
+        else:
             out.append(_decode_run(run, defects))
             out.append(between)
             run = []
-        run.append(_decode_word(match, defects))
+            if word is None:
+                out.append(match.group())
+            else:
+                run.append((*word, match.group()))
         pos = match.end()
     out.append(_decode_run(run, defects))
     out.append(value[pos:])
     return _clean_str("".join(out))
 
 
-def _decode_run(run: list[tuple[str, bytes]], defects: list[str] | None) -> str:
+def _decode_run(run: list[tuple[str, bytes, str]], defects: list[str] | None) -> str:
     # Same-charset words are joined before decoding because senders split
     # multi-byte characters across words.
     out: list[str] = []
     i = 0
     while i < len(run):
-        charset, data = run[i]
+        first = i
+        charset, data, _ = run[i]
         i += 1
         while i < len(run) and run[i][0].lower() == charset.lower():
             data += run[i][1]
             i += 1
-        out.append(decode_bytes(data, charset, defects))
+        text = _decode_word_bytes(data, charset, defects)
+        out.append(_decode_one_by_one(run[first:i], defects) if text is None else text)
     return "".join(out)
+
+
+def _decode_one_by_one(words: list[tuple[str, bytes, str]], defects: list[str] | None) -> str:
+    """Words of one charset that do not decode together: each on its own; a bad
+    one is kept as written, with the whitespace around it."""
+    _note(defects, _KEPT_AS_WRITTEN)
+    out: list[str] = []
+    after_bad = False
+    for charset, data, written in words:
+        text = _decode_word_bytes(data, charset, defects)
+        if text is None:
+            out.append(written)
+        else:
+            out.append(written[: len(written) - len(written.lstrip())] + text if after_bad else text)
+        after_bad = text is None
+    return "".join(out)
+
+
+def _decode_word_bytes(data: bytes, charset: str, defects: list[str] | None) -> str | None:
+    """Encoded-word bytes in their charset (mislabelled UTF-8 accepted); None
+    when neither reads them.  Latin-family labels never fail (see decode_bytes)."""
+    codec = _codec_for(charset)
+    if codec in _LATIN_FAMILY:
+        return decode_bytes(data, charset, defects)
+    try:
+        return data.decode(codec)
+    except Exception:  # UnicodeDecodeError, or odd errors of odd codecs
+        pass
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 _MSGID = re.compile(r"<([^<>]*)>")
@@ -922,20 +977,50 @@ def _split_multipart(
 
 
 @dataclass
+class _Tally:
+    """What one walk of a message's MIME tree met and left out (shared by its _Parts)."""
+
+    parts: int = 0
+    dropped: int = 0  # parts beyond _MAX_PARTS (counted where cut, without their children)
+    too_deep: bool = False
+
+    def within_limit(self, children: list) -> list:
+        """The children that still fit under _MAX_PARTS; the rest are counted as dropped."""
+        room = max(0, _MAX_PARTS - self.parts)
+        if len(children) > room:
+            self.dropped += len(children) - room
+            return children[:room]
+        return children
+
+    def left_out(self) -> list[str]:
+        notes = []
+        if self.too_deep:
+            notes.append(f"MIME parts nested deeper than {_MAX_DEPTH} levels were not imported")
+        if self.dropped:
+            notes.append(f"{self.dropped:,} more MIME parts were not imported (limit {_MAX_PARTS:,})")
+        return notes
+
+
+@dataclass
 class _Parts:
     texts: list[str] = field(default_factory=list)
     htmls: list[str] = field(default_factory=list)
     attachments: list[InboundAttachment] = field(default_factory=list)
+    tally: _Tally = field(default_factory=_Tally)
 
 
 _BODY_TYPES = ("text/plain", "text/html")
+_TOO_DEEP = "MIME nesting too deep; inner parts dropped"
+_TOO_MANY_PARTS = f"more than {_MAX_PARTS} MIME parts; the rest left out"
 _MESSAGE_TYPES = ("message/rfc822", "message/global")
 
 
 def _walk(entity: _Entity, acc: _Parts, defects: list[str], depth: int = 0) -> None:
     if depth > _MAX_DEPTH:
-        _note(defects, "MIME nesting too deep; inner parts dropped")
+        _note(defects, _TOO_DEEP)
+        acc.tally.too_deep = True
         return
+    acc.tally.parts += 1
     ctype = entity.ctype
     if ctype.startswith("multipart/"):
         _walk_multipart(entity, acc, defects, depth)
@@ -957,6 +1042,9 @@ def _walk_multipart(entity: _Entity, acc: _Parts, defects: list[str], depth: int
         _note(defects, f"{entity.ctype} body kept as text")
         acc.texts.append(_decode_text(entity, defects))
         return
+    if len(parts) > _MAX_PARTS - acc.tally.parts:
+        _note(defects, _TOO_MANY_PARTS)
+        parts = acc.tally.within_limit(parts)
     default = "message/rfc822" if entity.ctype == "multipart/digest" else "text/plain"
     children = (_Entity(data, defects, default, part_start, part_end) for part_start, part_end in parts)
     if entity.ctype == "multipart/alternative":
@@ -972,7 +1060,7 @@ def _walk_alternative(children, acc: _Parts, defects: list[str], depth: int, wal
     texts: list[str] = []
     htmls: list[str] = []
     for child in children:
-        sub = _Parts()
+        sub = _Parts(tally=acc.tally)
         walk(child, sub, defects, depth + 1)
         texts = sub.texts or texts
         htmls = sub.htmls or htmls
@@ -1078,8 +1166,10 @@ def _stdlib_parts(data: bytes, start: int, defects: list[str]) -> tuple[_Parts, 
 def _stdlib_walk(part, acc: _Parts, defects: list[str], depth: int) -> None:
     """_walk's rules on a node of the stdlib's tree."""
     if depth > _MAX_DEPTH:
-        _note(defects, "MIME nesting too deep; inner parts dropped")
+        _note(defects, _TOO_DEEP)
+        acc.tally.too_deep = True
         return
+    acc.tally.parts += 1
     ctype = part.get_content_type()
     if ctype.startswith("multipart/"):
         _stdlib_walk_multipart(part, acc, defects, depth)
@@ -1107,10 +1197,15 @@ def _stdlib_walk_multipart(part, acc: _Parts, defects: list[str], depth: int) ->
             if text.strip():
                 _note(defects, f"{part.get_content_type()} body kept as text")
                 acc.texts.append(text)
-    elif part.get_content_type() == "multipart/alternative":
-        _walk_alternative(part.get_payload(), acc, defects, depth, walk=_stdlib_walk)
+        return
+    children = part.get_payload()
+    if len(children) > _MAX_PARTS - acc.tally.parts:
+        _note(defects, _TOO_MANY_PARTS)
+        children = acc.tally.within_limit(children)
+    if part.get_content_type() == "multipart/alternative":
+        _walk_alternative(children, acc, defects, depth, walk=_stdlib_walk)
     else:
-        for child in part.get_payload():
+        for child in children:
             _stdlib_walk(child, acc, defects, depth + 1)
 
 
@@ -1228,6 +1323,7 @@ def _build(
         size=len(raw),
         raw_sha256=hashlib.sha256(raw).hexdigest(),
         defects=defects,
+        left_out=acc.tally.left_out(),
         **addresses,
     )
 

@@ -174,7 +174,7 @@ def test_html_charset_from_meta_when_mime_has_none():
         (b"Gr\xfc\xdfe", "Grüße"),
         # malformed: never raises, best effort
         (b"=?utf-8?q?unterminated", "=?utf-8?q?unterminated"),
-        (b"=?x-bogus?Q?abc=FC?=", "abcü"),
+        (b"=?x-bogus?Q?abc=FC?=", "=?x-bogus?Q?abc=FC?="),  # unknown charset: as written
         (b"=?utf-8?B?R3LDvMOfZQ?=", "Grüße"),  # missing padding
         (b"=?utf-8?B?R3LDvMOfZQ!?=x", "Grüßex"),
         (b"=?utf-8?Q?C:\\new?=", "C:\\new"),
@@ -706,6 +706,82 @@ def test_deeply_nested_multipart():
     email = parse_message(inner)
     assert email.text == ""
     assert "MIME nesting too deep; inner parts dropped" in email.defects
+
+
+def _nest_below(levels: int, inner: bytes) -> bytes:
+    for i in range(levels):
+        inner = b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) + inner + b"\r\n--b%d--\r\n" % i
+    return inner
+
+
+def test_thousand_deep_message_keeps_reachable_text_and_says_what_was_left_out():
+    deep = _nest_below(1000, b"Content-Type: text/plain\r\n\r\nunreachable\r\n")
+    raw = (
+        b"Subject: deep\r\nContent-Type: multipart/mixed; boundary=top\r\n\r\n"
+        b"--top\r\nContent-Type: text/plain\r\n\r\nthe text at depth 1\r\n"
+        b"--top\r\n" + deep + b"\r\n--top--\r\n"
+    )
+    email = parse_message(raw)
+    assert email.text == "the text at depth 1"
+    assert "MIME nesting too deep; inner parts dropped" in email.defects
+    assert email.left_out == ["MIME parts nested deeper than 40 levels were not imported"]
+
+
+def test_parts_beyond_the_cap_are_left_out_and_said():
+    parts = b"".join(
+        b"--p\r\nContent-Type: application/octet-stream; name=f%d.bin\r\n\r\nx\r\n" % i for i in range(5000)
+    )
+    raw = b"Subject: many\r\nContent-Type: multipart/mixed; boundary=p\r\n\r\n" + parts + b"--p--\r\n"
+    email = parse_message(raw)
+    assert len(email.attachments) == 999  # the message itself is part 1 of 1,000
+    assert email.left_out == ["4,001 more MIME parts were not imported (limit 1,000)"]
+    assert "more than 1000 MIME parts; the rest left out" in email.defects
+
+
+def test_part_cap_counts_across_nested_multiparts():
+    group = b"Content-Type: multipart/mixed; boundary=g\r\n\r\n" + b"".join(
+        b"--g\r\nContent-Type: text/plain; name=a.txt\r\n\r\nx\r\n" for _ in range(40)
+    ) + b"--g--\r\n"
+    raw = b"Content-Type: multipart/mixed; boundary=o\r\n\r\n" + b"".join(
+        b"--o\r\n" + group + b"\r\n" for _ in range(50)
+    ) + b"--o--\r\n"
+    email = parse_message(raw)
+    assert len(email.attachments) < 1000
+    assert email.left_out and email.left_out[0].endswith("more MIME parts were not imported (limit 1,000)")
+
+
+def test_ordinary_mail_leaves_nothing_out():
+    assert parse_message(ALTERNATIVE).left_out == []
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "defect"),
+    [
+        # one base64 character too many: no decoding exists
+        (b"=?utf-8?B?R3LDvMOfZ?=", "=?utf-8?B?R3LDvMOfZ?=", "invalid base64 in encoded word; kept as written"),
+        (b"=?no-such-charset?Q?abc=FC?=", "=?no-such-charset?Q?abc=FC?=",
+         "encoded word in unknown charset 'no-such-charset' kept as written"),
+        (b"=?base64?Q?abc?=", "=?base64?Q?abc?=", "encoded word in unknown charset 'base64' kept as written"),
+        # bytes that neither the declared charset nor UTF-8 can read
+        (b"=?utf-8?Q?=FF=FE?=", "=?utf-8?Q?=FF=FE?=", "undecodable encoded word kept as written"),
+        (b"=?iso-2022-jp?B?GyRCRnxLXDhsGyhCgA==?=", "=?iso-2022-jp?B?GyRCRnxLXDhsGyhCgA==?=",
+         "undecodable encoded word kept as written"),
+        # good words around a bad one stay decoded; the spaces next to the bad one stay
+        (b"=?utf-8?Q?J=C3=B6rg?= =?utf-8?Q?=FF?= =?utf-8?Q?ok?=", "Jörg =?utf-8?Q?=FF?= ok",
+         "undecodable encoded word kept as written"),
+        (b"=?utf-8?Q?a?= =?bogus?Q?b?= =?utf-8?Q?c?=", "a =?bogus?Q?b?= c",
+         "encoded word in unknown charset 'bogus' kept as written"),
+    ],
+)
+def test_undecodable_encoded_words_are_kept_as_written(raw, expected, defect):
+    email = parse_message(msg(b"Subject: " + raw, body=b"x"))
+    assert email.subject == expected
+    assert defect in email.defects
+
+
+def test_encoded_word_repairs_that_are_not_guesses_still_apply():
+    assert decode_header_value("=?utf-8?B?R3LDvMOfZQ?=") == "Grüße"  # padding
+    assert decode_header_value("=?us-ascii?Q?Gr=FC=DFe?=") == "Grüße"  # 8-bit under an ASCII label
 
 
 def test_invalid_content_type_falls_back_to_text_plain():
