@@ -2,21 +2,68 @@
 
     python scheduler.py [--interval SECONDS]
 
-Run exactly one per deployment. On start it reconciles (adds missing jobs, fixes changed
-cron strings, removes orphans), so a Redis that lost its data heals itself.
+Run exactly one per deployment. On start, every IMAP_HOUSEKEEPING_SECONDS after that, and at
+once when Redis holds no cron job at all, it reconciles (adds missing jobs, fixes changed cron
+strings, removes orphans) and ends the runs whose worker is gone (portal/imap/reaper.py).
+This runs in the scheduler's own loop, not as a scheduled job: a job would live in Redis and
+vanish with the data it is meant to restore.
 """
 import argparse
 import logging
 import sys
+import time
 
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import setup_loghandlers
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal import create_app
 from portal.extensions import IMAP_QUEUE, db, get_redis
-from portal.imap import scheduling
+from portal.imap import reaper, scheduling
 from portal.imap.models import ImapAccount
+
+log = logging.getLogger("scheduler")
+
+
+class Housekeeping:
+    """Reconcile and reap, every `every` seconds or when the cron jobs are gone from Redis."""
+
+    def __init__(self, app, every: float):
+        self.app = app
+        self.every = every
+        self.last = float("-inf")
+        self.wants_jobs = True
+
+    def tick(self) -> None:
+        with self.app.app_context():
+            try:
+                due = time.monotonic() - self.last >= self.every
+                if due or (self.wants_jobs and scheduling.schedule_missing()):
+                    self.run()
+            except Exception:  # a Redis or database outage must not stop the scheduler
+                log.exception("housekeeping failed; trying again on the next tick")
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    def run(self) -> None:
+        self.last = time.monotonic()
+        for change in scheduling.reconcile_all():
+            log.info("schedule reconcile: %s", change)
+        self.wants_jobs = bool(db.session.scalar(select(func.count()).where(ImapAccount.active.is_(True))))
+        for run_id in reaper.reap_stopped_runs():
+            log.info("reaped sync run %s (worker stopped)", run_id)
+
+
+class HousekeepingScheduler(Scheduler):
+    """rq-scheduler that does the housekeeping while it holds the scheduler lock."""
+
+    housekeeping: Housekeeping | None = None
+
+    def enqueue_jobs(self):
+        if self.housekeeping is not None:
+            self.housekeeping.tick()
+        return super().enqueue_jobs()
 
 
 def main(argv: list[str]) -> int:
@@ -35,7 +82,8 @@ def main(argv: list[str]) -> int:
             account.schedule_error = None
         db.session.commit()
         connection = get_redis()
-    scheduler = Scheduler(queue_name=IMAP_QUEUE, connection=connection, interval=args.interval)
+    scheduler = HousekeepingScheduler(queue_name=IMAP_QUEUE, connection=connection, interval=args.interval)
+    scheduler.housekeeping = Housekeeping(app, app.config["IMAP_HOUSEKEEPING_SECONDS"])
     scheduler.run(burst=args.burst)
     return 0
 

@@ -35,6 +35,14 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
         "ATTACHMENT_DIR": env.get("ATTACHMENT_DIR")
         or os.path.join(os.path.abspath(instance_path), "attachments"),
         "IMAP_SYNC_DEADLINE_SECONDS": float(env.get("IMAP_SYNC_DEADLINE_SECONDS", 1800)),
+        # A sync's mailbox lock lives this long unless its heartbeat renews it (every
+        # IMAP_HEARTBEAT_SECONDS); a run whose heartbeat is older than IMAP_REAP_AFTER_SECONDS is
+        # ended by the reaper, which scheduler.py runs every IMAP_HOUSEKEEPING_SECONDS (with a
+        # reconcile of the cron jobs).
+        "IMAP_LOCK_SECONDS": float(env.get("IMAP_LOCK_SECONDS", 30)),
+        "IMAP_HEARTBEAT_SECONDS": float(env.get("IMAP_HEARTBEAT_SECONDS", 10)),
+        "IMAP_REAP_AFTER_SECONDS": float(env.get("IMAP_REAP_AFTER_SECONDS", 90)),
+        "IMAP_HOUSEKEEPING_SECONDS": float(env.get("IMAP_HOUSEKEEPING_SECONDS", 60)),
         # Test connection and mailboxes may not reach loopback, link-local or private ranges
         # (on outside development) unless the host is listed in IMAP_ALLOWED_HOSTS.
         "IMAP_DENY_PRIVATE_NETWORKS": _flag(env.get("IMAP_DENY_PRIVATE_NETWORKS"), default=environment not in ("development", "testing")),

@@ -47,11 +47,27 @@ class SyncResult:
                 self.errors.append(f"UID {d.uid}: {d.reason}")
 
 
-def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
+class Unguarded:
+    """The guard of a sync nobody supervises (tests, tools): every write may go ahead."""
+
+    def watch(self, session) -> None:
+        pass
+
+    def before_write(self) -> None:
+        """Raises to stop the sync before it writes a batch (tasks: lost lock, deadline)."""
+
+    def committed(self, counts) -> None:
+        """Called after each batch's COMMIT with the run's counts so far."""
+
+
+def sync_account(account: ImapAccount, guard=None) -> SyncResult:
     """Fetch and import everything new in the mailbox's folder (raises ImapError when the
-    server cannot be used at all; per-message problems are recorded and the run goes on)."""
+    server cannot be used at all; per-message problems are recorded and the run goes on).
+    `guard` is asked before every batch write and told after every COMMIT."""
+    guard = guard or Unguarded()
     result = SyncResult()
     with connect(connection_settings(account)) as session:
+        guard.watch(session)
         result.uid_validity = _select_folder(session, account)
         found = session.search_uids(
             unseen_only=account.process_unread_only,
@@ -63,8 +79,8 @@ def sync_account(account: ImapAccount, heartbeat=lambda: None) -> SyncResult:
         if not candidates:
             return result
 
-        infos = _set_aside_too_large(account, session.fetch_info(candidates), result)
-        _import(account, session, list(_batches(infos)), result, heartbeat)
+        infos = _set_aside_too_large(account, session.fetch_info(candidates), result, guard)
+        _import(account, session, list(_batches(infos)), result, guard)
     return result
 
 
@@ -82,7 +98,7 @@ def _select_folder(session: ImapSession, account: ImapAccount) -> int:
     return folder.uidvalidity
 
 
-def _set_aside_too_large(account, infos: list[MessageInfo], result: SyncResult) -> list[MessageInfo]:
+def _set_aside_too_large(account, infos: list[MessageInfo], result: SyncResult, guard) -> list[MessageInfo]:
     """Records messages above IMAP_MAX_MESSAGE_BYTES as skipped without downloading them;
     returns the others."""
     max_bytes = current_app.config["IMAP_MAX_MESSAGE_BYTES"]
@@ -90,11 +106,13 @@ def _set_aside_too_large(account, infos: list[MessageInfo], result: SyncResult) 
     if too_large:
         reason = "Message is {} bytes; the limit (IMAP_MAX_MESSAGE_BYTES) is {}"
         decisions = [Decision(i.uid, "skipped_too_large", reason.format(i.size, max_bytes), size=i.size) for i in too_large]
+        guard.before_write()
         result.add(ticket_writer.commit_batch(account, decisions, [i.uid for i in too_large]))
+        guard.committed(result.counts)
     return [i for i in infos if i.size <= max_bytes]
 
 
-def _import(account, session: ImapSession, batches: list[list[MessageInfo]], result: SyncResult, heartbeat) -> None:
+def _import(account, session: ImapSession, batches: list[list[MessageInfo]], result: SyncResult, guard) -> None:
     rules = MailboxRules.of(account)
     directory = Directory()
     unmarked: list[int] = []  # delivered, committed, not yet \Seen
@@ -104,14 +122,13 @@ def _import(account, session: ImapSession, batches: list[list[MessageInfo]], res
                 # \Seen is stored every SEEN_EVERY messages and at the end, each time right
                 # after a durable commit: never for a row a power cut could still take back.
                 mark_now = account.mark_as_read and (number == len(batches) or len(unmarked) + len(fetched) >= SEEN_EVERY)
-                delivered = _import_batch(account, rules, directory, fetched, result, durable=mark_now)
+                delivered = _import_batch(account, rules, directory, fetched, result, guard, durable=mark_now)
                 if account.mark_as_read:
                     unmarked += delivered
                 if mark_now and unmarked:
                     lane.mark_seen(unmarked)
                     unmarked = []
                 lane.raise_failures()
-                heartbeat()
     finally:
         if unmarked:  # the run is failing: still mark what was imported, if the server lets us
             try:
@@ -120,16 +137,18 @@ def _import(account, session: ImapSession, batches: list[list[MessageInfo]], res
                 log.warning("Mailbox %s: could not mark %d imported message(s) \\Seen: %s", account.id, len(unmarked), exc)
 
 
-def _import_batch(account, rules, directory, fetched: list[FetchedMessage], result: SyncResult, *, durable: bool) -> list[int]:
+def _import_batch(account, rules, directory, fetched: list[FetchedMessage], result: SyncResult, guard, *, durable: bool) -> list[int]:
     """parse -> decide -> write, one COMMIT (durable if asked); returns the UIDs that now live
     in a ticket, to be marked \\Seen. The batch's parsed mail is freed on return, before the
     next batch is parsed."""
     incoming = _parse(account, fetched)
     lookups = ledger.lookups(account, [m.email for m in incoming if m.email is not None], directory)
     decisions = decide_batch(incoming, rules, lookups)
+    guard.before_write()  # still our lock, still within the deadline: one Redis GET per batch
     with durable_commits(durable) as again:
         decisions = ticket_writer.commit_batch(account, decisions, [m.uid for m in fetched], again)
     result.add(decisions)
+    guard.committed(result.counts)
     return [d.uid for d in decisions if d.outcome in DELIVERED or d.outcome == "duplicate"]
 
 

@@ -140,3 +140,18 @@ def reconcile(accounts) -> list[str]:
         unschedule(account_id)
         changes.append(f"removed {task_id_for(account_id)}")
     return changes
+
+
+def reconcile_all() -> list[str]:
+    """Reconcile every mailbox of the database with Redis (raises RedisError)."""
+    from sqlalchemy import select
+
+    from ..extensions import db
+    from .models import ImapAccount
+
+    return reconcile(list(db.session.scalars(select(ImapAccount))))
+
+
+def schedule_missing() -> bool:
+    """True when Redis holds no cron job at all (lost its data): one round trip."""
+    return not get_redis().exists(get_scheduler().scheduled_jobs_key)

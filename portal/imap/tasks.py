@@ -5,26 +5,27 @@ from datetime import timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
-from rq import Retry, get_current_job
+from rq import Retry
 from sqlalchemy import select
 
 from ..extensions import db, get_queue, get_redis
 from ..models import utcnow
-from . import audit, maintenance
-from .client import ImapError
+from . import audit, maintenance, runs
 from .importer import sync_account
+from .lease import MailboxLease, lock_key  # noqa: F401  (lock_key: the lock's name, for callers)
 from .models import ImapAccount, SyncRun, task_id_for
+from .run_errors import describe_error
 from .scheduling import SYNC_FUNC
 
 log = logging.getLogger(__name__)
 
-LOCK_SECONDS = 300
 # A dead server fails the run; RQ retries the job with growing delays.
 RETRY = Retry(max=3, interval=[30, 120, 600])
 
 
-def lock_key(account_id: int) -> str:
-    return f"imap:lock:{account_id}"
+def job_timeout() -> int:
+    """RQ's hard stop for a sync job: the sync's own deadline plus room to record its end."""
+    return int(current_app.config["IMAP_SYNC_DEADLINE_SECONDS"]) + 120
 
 
 def enqueue_sync(account: ImapAccount, trigger: str = "manual") -> SyncRun:
@@ -38,7 +39,7 @@ def enqueue_sync(account: ImapAccount, trigger: str = "manual") -> SyncRun:
             account.id,
             trigger=trigger,
             run_id=run.id,
-            job_timeout=3600,
+            job_timeout=job_timeout(),
             retry=RETRY,
             description=f"{task_id_for(account.id)} ({trigger})",
             meta={"task": task_id_for(account.id), "sync_run_id": run.id},
@@ -60,87 +61,83 @@ def retry_failed(account: ImapAccount, message) -> SyncRun:
     return enqueue_sync(account, trigger="manual")
 
 
-def _start_run(account_id: int, trigger: str, run_id: int | None) -> SyncRun:
-    run = db.session.get(SyncRun, run_id) if run_id else None
-    if run is None:
-        run = SyncRun(account_id=account_id, trigger=trigger, counts={})
-        db.session.add(run)
-    job = get_current_job()  # None when run inline (CLI --inline)
-    if job is not None:
-        run.job_id = job.id
-    run.status = "running"
-    run.error = None
-    run.started_at = utcnow()
-    run.finished_at = None
-    db.session.commit()
-    return run
-
-
-def _finish(run: SyncRun, account: ImapAccount | None, status: str, error: str | None, counts=None) -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = utcnow()
-    if counts is not None:
-        run.counts = dict(counts)
-    if account is not None and status not in ("deferred", "skipped"):
-        account.last_synced_at = run.finished_at
-        account.last_sync_status = status
-        account.last_error = error
-    db.session.commit()
-
-
-def _defer(account_id: int, trigger: str, run: SyncRun) -> None:
+def _defer(account_id: int, trigger: str, run: SyncRun) -> dict:
     delay = current_app.config["RESTART_DEFER_SECONDS"]
-    _finish(run, None, "deferred", f"Restart pending; sync deferred by {delay}s")
+    finished = runs.finish(run.id, None, "deferred", f"Restart pending; sync deferred by {delay}s")
     get_queue().enqueue_in(
         timedelta(seconds=delay),
         SYNC_FUNC,
         account_id,
         trigger=trigger,
-        job_timeout=3600,
+        job_timeout=job_timeout(),
         retry=RETRY,
         description=f"{task_id_for(account_id)} ({trigger}, deferred)",
         meta={"task": task_id_for(account_id)},
     )
+    return finished
+
+
+def _lease(account_id: int, run: SyncRun) -> MailboxLease:
+    config = current_app.config
+    return MailboxLease(
+        get_redis(), db.engine, account_id, run.id,
+        ttl=config["IMAP_LOCK_SECONDS"],
+        beat=config["IMAP_HEARTBEAT_SECONDS"],
+        deadline_seconds=config["IMAP_SYNC_DEADLINE_SECONDS"],
+        worker_name=run.worker_name,
+    )
+
+
+class RunGuard:
+    """What the importer consults around each batch: the lease before a write, the run's
+    counts after a COMMIT."""
+
+    def __init__(self, lease: MailboxLease, run_id: int):
+        self.lease = lease
+        self.run_id = run_id
+
+    def watch(self, session) -> None:
+        self.lease.watch(session)
+
+    def before_write(self) -> None:
+        self.lease.check()
+
+    def committed(self, counts) -> None:
+        runs.record_counts(self.run_id, counts)
 
 
 def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None = None, *, raise_errors=True) -> dict:
-    """Sync one mailbox under its fleet-wide lock; returns the run's JSON."""
+    """Sync one mailbox under its fleet-wide lease; returns the run's JSON."""
     account = db.session.get(ImapAccount, account_id)
     if account is None:
         log.warning("imap_sync:%s: mailbox no longer exists; nothing to do", account_id)
         return {"status": "skipped", "error": "Mailbox no longer exists"}
-    run = _start_run(account_id, trigger, run_id)
+    run = runs.start_attempt(account_id, trigger, run_id)
     if trigger == "scheduled" and not account.active:
-        _finish(run, None, "skipped", "Mailbox is paused")
-        return audit.sync_run_json(run)
+        return runs.finish(run.id, None, "skipped", "Mailbox is paused")
 
     if maintenance.restart_pending():
-        _defer(account_id, trigger, run)
-        return audit.sync_run_json(run)
+        return _defer(account_id, trigger, run)
 
-    lock = get_redis().lock(lock_key(account_id), timeout=LOCK_SECONDS)
-    if not lock.acquire(blocking=False):
-        _finish(run, None, "skipped", "Already running: another sync of this mailbox holds the lock")
-        return audit.sync_run_json(run)
+    lease = _lease(account_id, run)
+    if not lease.acquire():
+        return runs.finish(run.id, None, "skipped", "Already running: another sync of this mailbox holds the lock")
+    guard = RunGuard(lease, run.id)
     try:
-        result = sync_account(account, heartbeat=lambda: lock.extend(LOCK_SECONDS, replace_ttl=True))
+        with lease:
+            result = sync_account(account, guard)
     except Exception as exc:
         db.session.rollback()
-        error = str(exc) if isinstance(exc, ImapError) else f"{exc.__class__.__name__}: {exc}"
+        # A stop (lost lock, deadline) cuts the connection: say why, not what the cut broke.
+        error = lease.stop_reason or describe_error(exc)
         log.warning("imap_sync:%s failed: %s", account_id, error)
-        _finish(run, account, "failed", error)
+        runs.finish(run.id, account_id, "failed", error)  # keeps the counts committed batch by batch
         if raise_errors:
             raise
-        return audit.sync_run_json(run)
-    finally:
-        try:
-            lock.release()
-        except Exception:  # expired or Redis gone; the TTL cleans up
-            pass
+        db.session.expire_all()
+        return audit.sync_run_json(db.session.get(SyncRun, run.id))
     error = "; ".join(result.errors[:5]) or None
-    _finish(run, account, result.status, error, result.counts)
-    return audit.sync_run_json(run)
+    return runs.finish(run.id, account_id, result.status, error, result.counts)
 
 
 def active_accounts_in_order() -> list[ImapAccount]:

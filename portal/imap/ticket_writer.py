@@ -16,8 +16,9 @@ from ..extensions import db
 from ..models import Attachment, AttachmentBlob, Ticket, TicketMessage, utcnow
 from . import ledger
 from .decide import Decision, NewTicket, dedupe_key, failure
-from .models import ProcessedMessage
+from .models import RULE_SKIPS, ProcessedMessage
 from .parsing import InboundEmail
+from .run_errors import human
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +41,10 @@ def commit_batch(account, decisions: list[Decision], uids: list[int], after_roll
     refuses the batch, it is written again one message per SAVEPOINT, so only the message at
     fault is recorded as failed. `uids` are all the batch's UIDs (the mailbox advances past them)."""
     try:
-        write(account, decisions, ledger.recorded_rows(account, uids))
+        written = write(account, decisions, ledger.recorded_rows(account, uids))
         _advance(account, uids)
         db.session.commit()
-        return decisions
+        return written
     except WRITE_ERRORS:
         db.session.rollback()
         log.warning("Mailbox %s: batch write failed; writing it message by message", account.id, exc_info=True)
@@ -54,9 +55,11 @@ def commit_batch(account, decisions: list[Decision], uids: list[int], after_roll
     return written
 
 
-def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> None:
-    """INSERT everything the decisions describe, inside the caller's transaction; audit rows
-    that exist (retries) are updated."""
+def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessage]) -> list[Decision]:
+    """INSERT everything the decisions describe, inside the caller's transaction; returns the
+    decisions written. An audit row that exists is updated only when it may be decided again
+    (see may_redecide); a decision about any other recorded UID is dropped, ticket and all."""
+    decisions = [d for d in decisions if d.uid not in existing or may_redecide(existing[d.uid], account)]
     # Core statements on the session's connection: the ORM's per-row bookkeeping is what
     # an import of thousands of messages cannot afford.
     connection = db.session.connection()
@@ -76,6 +79,15 @@ def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessa
 
     _touch_replied_tickets([d.target for d in adding if not isinstance(d.target, NewTicket)])
     _write_audit(account, decisions, existing)
+    return decisions
+
+
+def may_redecide(row: ProcessedMessage, account) -> bool:
+    """An audit row is final except a `failed` one (retried) and a rule skip under older rules
+    (rules_version bumped). Two syncs that overlap never rewrite what the other recorded."""
+    if row.outcome == "failed":
+        return True
+    return row.outcome in RULE_SKIPS and (row.rules_version or 0) < account.rules_version
 
 
 def ticket_id_of(ref) -> int | None:
@@ -196,6 +208,9 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
             **audit_values(d.email),
         }
         row = existing.get(d.uid)
+        if row is not None and not may_redecide(row, account):
+            log.warning("Mailbox %s: UID %s is recorded as %s; left as it is", account.id, d.uid, row.outcome)
+            continue
         if row is None:
             inserts.append(
                 {"account_id": account.id, "uid_validity": account.uid_validity, "uid": d.uid, "attempts": 1, "created_at": now, **AUDIT_DEFAULTS, **values}
@@ -214,12 +229,13 @@ def _write_one_by_one(account, decisions: list[Decision], uids: list[int]) -> li
     for decision in decisions:
         try:
             with db.session.begin_nested():
-                write(account, [decision], existing)
+                if not write(account, [decision], existing):
+                    continue  # recorded already, and final
         except WRITE_ERRORS as exc:
             if decision.new_ticket is not None:
                 decision.new_ticket.id = None  # rolled back: replies to it later in the batch fail too
             existing.update(ledger.recorded_rows(account, [decision.uid]))  # the rollback expired it
-            decision = failure(decision.uid, decision.size, decision.email, exc)
+            decision = failure(decision.uid, decision.size, decision.email, human(exc))
             with db.session.begin_nested():
                 write(account, [decision], existing)
         written.append(decision)
