@@ -1,7 +1,8 @@
 """Who sent it and which company it belongs to (pure: no database, no IO).
 
 `associate` is the rule from the spec; `Directory` holds what a run has looked up about
-senders (`ledger.load_senders` fills it a batch at a time).
+senders (`ledger.load_senders` fills it a batch at a time); `Directory.may_write_into` is who
+may add to a stored ticket by naming it (`[#id]`) in a subject.
 """
 from dataclasses import dataclass
 
@@ -47,6 +48,16 @@ def associate(
     return Association(company_id, "email", None, address)
 
 
+@dataclass(frozen=True)
+class TicketParties:
+    """Whom a stored ticket belongs to: what deciding who may write into it needs."""
+
+    company_id: int | None
+    requester_email: str | None
+    requester_user_id: int | None
+    requester_staff_id: int | None
+
+
 class Directory:
     """Company domains, staff contacts and portal users by address: plain data, filled for a
     run by `ledger.load_senders` before a batch is decided, so asking it does no IO."""
@@ -78,4 +89,21 @@ class Directory:
             mailbox_company_id=mailbox_company_id,
             staff=self.staff.get(address, []),
             user_id=self.users.get(address),
+        )
+
+    def may_write_into(self, address: str, ticket: TicketParties) -> bool:
+        """The sender is the ticket's requester (by address, portal user or staff contact) or
+        a staff contact of the ticket's company. Portal users belong to no company in this
+        schema, so a user may write into a ticket only as its requester."""
+        address = (address or "").lower()
+        if not address:
+            return False
+        if ticket.requester_email and ticket.requester_email.lower() == address:
+            return True
+        user_id = self.users.get(address)
+        if user_id is not None and user_id == ticket.requester_user_id:
+            return True
+        return any(
+            staff_id == ticket.requester_staff_id or (ticket.company_id is not None and company_id == ticket.company_id)
+            for staff_id, company_id in self.staff.get(address, [])
         )

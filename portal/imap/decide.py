@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import filters
-from .association import Association, Directory
+from .association import Association, Directory, TicketParties
 from .parsing import InboundEmail
 
 log = logging.getLogger(__name__)
@@ -52,15 +52,25 @@ class MailboxRules:
         return cls(account.id, account.name, account.company_id, account.folder, account.filter_query, account.sync_known_only)
 
 
+@dataclass(frozen=True)
+class DeliveredElsewhere:
+    """A message another of our mailboxes already delivered."""
+
+    ticket_id: int | None
+    mailbox: str
+
+
 @dataclass
 class Lookups:
     """What a batch knows before its messages are decided; each delivered message is
     remembered, so later messages of the same batch see it."""
 
     directory: Directory
-    delivered: dict[str, TicketRef | None] = field(default_factory=dict)  # dedupe key -> its ticket
+    delivered: dict[str, TicketRef | None] = field(default_factory=dict)  # dedupe key -> its ticket (this mailbox)
+    # Message-ID dedupe key -> where another mailbox delivered it (content hashes stay per mailbox)
+    delivered_elsewhere: dict[str, DeliveredElsewhere] = field(default_factory=dict)
     threads: dict[str, TicketRef] = field(default_factory=dict)  # stored Message-ID -> its ticket
-    tagged: set[int] = field(default_factory=set)  # existing ticket ids named by [#id] in subjects
+    tagged: dict[int, TicketParties] = field(default_factory=dict)  # stored tickets named by [#id] in subjects
 
     def remember(self, decision: Decision) -> None:
         email = decision.email
@@ -132,17 +142,22 @@ def decide_batch(messages: list[Incoming], rules: MailboxRules, lookups: Lookups
 def decide(message: Incoming, rules: MailboxRules, lookups: Lookups) -> Decision:
     email = message.email
 
-    def outcome(name, reason=None, target=None, association=None):
-        return Decision(message.uid, name, reason, message.size, email, target, association)
+    def outcome(name, reason=None, target=None, association=None, notes=()):
+        return Decision(message.uid, name, reason, message.size, email, target, association, list(notes))
 
-    if rules.filter_query and not filters.evaluate(rules.filter_query, _filter_context(message, rules)):
-        return outcome("skipped_filter", "Did not match the mailbox's filter_query")
+    if rules.filter_query:
+        try:
+            passes = filters.evaluate(rules.filter_query, _filter_context(message, rules))
+        except filters.FilterTimeout as exc:
+            return outcome("failed", str(exc))
+        if not passes:
+            return outcome("skipped_filter", "Did not match the mailbox's filter_query")
 
     automatic = is_auto_generated(email)
     if automatic:
         return outcome("skipped_auto_reply", f"Automatic message ({automatic})")
 
-    sender = email.from_.address.lower() if email.from_ and email.from_.address else ""
+    sender = sender_address(email)
     if rules.sync_known_only and not lookups.directory.is_known_sender(sender):
         return outcome("skipped_unknown_sender", f"Sender {sender or '(no sender address)'} is not a portal user or staff contact")
 
@@ -150,12 +165,22 @@ def decide(message: Incoming, rules: MailboxRules, lookups: Lookups) -> Decision
     if key in lookups.delivered:
         what = f"Message-ID <{email.message_id}>" if email.message_id else "identical content"
         return outcome("duplicate", f"Already imported from this mailbox ({what})", lookups.delivered[key])
+    elsewhere = lookups.delivered_elsewhere.get(key) if email.message_id else None
+    if elsewhere is not None:
+        reason = f"Already imported from mailbox {elsewhere.mailbox} (Message-ID <{email.message_id}>)"
+        return outcome("duplicate", reason, elsewhere.ticket_id)
 
     target = thread_target(email, lookups)
     if target is not None:
         return outcome("threaded", target=target)
 
-    return outcome("imported", target=NewTicket(), association=lookups.directory.associate(sender, rules.company_id))
+    notes = []
+    tag = ticket_tag(email)
+    if tag in lookups.tagged:  # named by a sender who may not write into it
+        notes.append(f"Subject mentions ticket #{tag}; the sender is neither its requester nor a contact "
+                     "of its company, so this message opened a new ticket")
+    association = lookups.directory.associate(sender, rules.company_id)
+    return outcome("imported", target=NewTicket(), association=association, notes=notes)
 
 
 def _filter_context(message: Incoming, rules: MailboxRules) -> dict:
@@ -172,15 +197,22 @@ def _filter_context(message: Incoming, rules: MailboxRules) -> dict:
 
 def thread_target(email: InboundEmail, lookups: Lookups) -> TicketRef | None:
     """The ticket a reply belongs to: by a referenced Message-ID (newest reference first),
-    else by a `[#id]` tag in the subject naming a stored ticket."""
+    from any sender (knowing the Message-ID is the proof), else by a `[#id]` tag in the
+    subject naming a stored ticket, only from a sender who may write into that ticket
+    (anyone can type a ticket number)."""
     for ref in (*email.in_reply_to, *reversed(email.references)):
         target = lookups.threads.get(ref)
         if target is not None:
             return target
     tag = ticket_tag(email)
-    if tag is not None and tag in lookups.tagged:
+    parties = lookups.tagged.get(tag) if tag is not None else None
+    if parties is not None and lookups.directory.may_write_into(sender_address(email), parties):
         return tag
     return None
+
+
+def sender_address(email: InboundEmail) -> str:
+    return email.from_.address.lower() if email.from_ and email.from_.address else ""
 
 
 def ticket_tag(email: InboundEmail) -> int | None:

@@ -1,12 +1,13 @@
 """What the database already knows about a mailbox's mail, read in a few IN queries per batch:
-which UIDs are recorded, which messages were delivered, which tickets replies can thread
-onto, and who the senders are."""
+which UIDs are recorded, which messages were delivered (by this mailbox, or by another one
+with the same Message-ID), which tickets replies can thread onto and whom they belong to,
+and who the senders are."""
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
 from ..models import CompanyDomain, Staff, Ticket, TicketMessage, User
-from .association import Directory
-from .decide import DELIVERED, Lookups, dedupe_key, ticket_tag
+from .association import Directory, TicketParties
+from .decide import DELIVERED, DeliveredElsewhere, Lookups, dedupe_key, ticket_tag
 from .models import MAX_ATTEMPTS, RULE_SKIPS, ImapAccount, ProcessedMessage
 from .parsing import InboundEmail
 
@@ -60,8 +61,9 @@ def recorded_rows(account: ImapAccount, uids: list[int]) -> dict[int, ProcessedM
 def lookups(account: ImapAccount, emails: list[InboundEmail], directory: Directory) -> Lookups:
     """Everything deciding this batch needs from the database."""
     load_senders(directory, [e.from_.address for e in emails if e.from_])
+    delivered, elsewhere = _delivered(account, [dedupe_key(e) for e in emails])
     threads, tagged = _thread_targets(emails)
-    return Lookups(directory, _delivered(account, [dedupe_key(e) for e in emails]), threads, tagged)
+    return Lookups(directory, delivered, elsewhere, threads, tagged)
 
 
 def load_senders(directory: Directory, addresses) -> None:
@@ -85,25 +87,28 @@ def load_senders(directory: Directory, addresses) -> None:
         directory.add(address, staff[address], users[address])
 
 
-def _delivered(account: ImapAccount, keys: list[str]) -> dict[str, int | None]:
-    """dedupe key -> ticket id, for keys already delivered from this mailbox."""
-    found = {}
+def _delivered(account: ImapAccount, keys: list[str]) -> tuple[dict[str, int | None], dict[str, DeliveredElsewhere]]:
+    """The keys already delivered: by this mailbox (dedupe key -> ticket id), and, for
+    Message-ID keys only, by another mailbox (the first one to deliver it)."""
+    mine, elsewhere = {}, {}
     for chunk in _chunks(sorted(set(keys))):
-        found.update(
-            db.session.execute(
-                select(ProcessedMessage.dedupe_key, ProcessedMessage.ticket_id).where(
-                    ProcessedMessage.account_id == account.id,
-                    ProcessedMessage.dedupe_key.in_(chunk),
-                    ProcessedMessage.outcome.in_(DELIVERED),
-                )
-            ).all()
+        rows = db.session.execute(
+            select(ProcessedMessage.dedupe_key, ProcessedMessage.ticket_id, ProcessedMessage.account_id, ImapAccount.name)
+            .join(ImapAccount, ImapAccount.id == ProcessedMessage.account_id)
+            .where(ProcessedMessage.dedupe_key.in_(chunk), ProcessedMessage.outcome.in_(DELIVERED))
+            .order_by(ProcessedMessage.id)
         )
-    return found
+        for key, ticket_id, account_id, mailbox in rows:
+            if account_id == account.id:
+                mine[key] = ticket_id
+            elif key.startswith("mid:") and key not in elsewhere:
+                elsewhere[key] = DeliveredElsewhere(ticket_id, mailbox)
+    return mine, elsewhere
 
 
-def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], set[int]]:
+def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], dict[int, TicketParties]]:
     """The stored tickets this batch's replies can thread onto: by referenced Message-ID,
-    and by the [#id] tags in subjects."""
+    and by the [#id] tags in subjects (with whom each tagged ticket belongs to)."""
     refs = sorted({ref for e in emails for ref in (*e.in_reply_to, *e.references)})
     threads = {}
     for chunk in _chunks(refs):
@@ -112,9 +117,13 @@ def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], set[int
         ):
             threads.setdefault(message_id, ticket_id)
     tags = sorted({tag for e in emails if (tag := ticket_tag(e)) is not None})
-    tagged = set()
+    tagged = {}
     for chunk in _chunks(tags):
-        tagged.update(db.session.scalars(select(Ticket.id).where(Ticket.id.in_(chunk))))
+        for ticket_id, *parties in db.session.execute(
+            select(Ticket.id, Ticket.company_id, Ticket.requester_email, Ticket.requester_user_id, Ticket.requester_staff_id)
+            .where(Ticket.id.in_(chunk))
+        ):
+            tagged[ticket_id] = TicketParties(*parties)
     return threads, tagged
 
 

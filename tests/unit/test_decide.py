@@ -2,9 +2,10 @@
 batch's lookups, with no database and no server."""
 import pytest
 
-from portal.imap.association import Association, Directory
+from portal.imap.association import Association, Directory, TicketParties
 from portal.imap.decide import (
     Decision,
+    DeliveredElsewhere,
     Incoming,
     Lookups,
     MailboxRules,
@@ -19,6 +20,9 @@ from tests.support.mail import make_email
 
 ACME, HOUSE = 1, 9
 STAFF_PAT, USER_SAM = 5, 3
+# Stored tickets named by [#id]: 42 belongs to Acme (requester pat), 44 to a bare address.
+ACME_TICKET = TicketParties(ACME, "pat@acme.com", None, STAFF_PAT)
+MAIL_TICKET = TicketParties(None, "Jo@Example.org", None, None)
 
 
 def rules(**overrides) -> MailboxRules:
@@ -59,8 +63,10 @@ OUTCOMES = [
     ("known Message-ID", dict(message_id="<m1@x>"), {}, dict(delivered={"mid:m1@x": 42}), "duplicate", "Message-ID <m1@x>"),
     ("reply by In-Reply-To", dict(headers={"In-Reply-To": "<orig@x>"}), {}, dict(threads={"orig@x": 42}), "threaded", None),
     ("reply by References", dict(headers={"References": "<a@x> <b@x>"}), {}, dict(threads={"a@x": 41}), "threaded", None),
-    ("[#id] of a stored ticket", dict(subject="Re: [#42] printer"), {}, dict(tagged={42}), "threaded", None),
-    ("[#id] of no ticket", dict(subject="Re: [#43] printer"), {}, dict(tagged={42}), "imported", None),
+    ("[#id] of a stored ticket", dict(subject="Re: [#42] printer", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}), "threaded", None),
+    ("[#id] of no ticket", dict(subject="Re: [#43] printer", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}), "imported", None),
+    ("Message-ID from another mailbox", dict(message_id="<m1@x>"), {}, dict(delivered_elsewhere={"mid:m1@x": DeliveredElsewhere(42, "Sales")}),
+     "duplicate", "Already imported from mailbox Sales (Message-ID <m1@x>)"),
     ("reply to an unknown message", dict(headers={"In-Reply-To": "<nobody@x>"}), {}, {}, "imported", None),
 ]
 
@@ -89,6 +95,60 @@ def test_the_rules_apply_in_order_filter_loop_guard_known_sender_dedupe_threadin
     assert decide(incoming(**no_guard), rules(sync_known_only=True), lookups(**known)).outcome == "skipped_unknown_sender"
     assert decide(incoming(**no_guard), rules(), lookups(**known)).outcome == "duplicate"
     assert decide(incoming(**dict(no_guard, message_id="<m2@x>")), rules(), lookups(**known)).outcome == "threaded"
+
+
+# (sender, the ticket [#42] names, threads?)
+SUBJECT_TAGS = [
+    ("Pat <PAT@acme.com>", ACME_TICKET, True),  # the requester (address and staff contact)
+    ("other@acme.com", TicketParties(ACME, None, None, 77), True),  # a staff contact of its company
+    ("sam@portal.test", TicketParties(HOUSE, None, USER_SAM, None), True),  # the requester, a portal user
+    ("jo@EXAMPLE.org", MAIL_TICKET, True),  # the requester's address, any case
+    ("sam@portal.test", ACME_TICKET, False),  # a portal user, not the requester
+    ("pat@acme.com", TicketParties(HOUSE, "x@house.test", None, None), False),  # staff of another company
+    ("mallory@evil.example", ACME_TICKET, False),
+    ("mallory@evil.example", TicketParties(None, None, None, None), False),
+]
+
+
+@pytest.mark.parametrize("sender, parties, threads", SUBJECT_TAGS)
+def test_only_the_requester_or_the_company_s_contacts_thread_by_subject_tag(sender, parties, threads):
+    known = directory()
+    known.add("other@acme.com", [(77, ACME)], None)
+    message = incoming(subject="Re: [#42] pay here: https://evil.example/pay", sender=sender)
+    decision = decide(message, rules(), Lookups(known, tagged={42: parties}))
+    if threads:
+        assert (decision.outcome, decision.target, decision.notes) == ("threaded", 42, [])
+    else:
+        assert decision.outcome == "imported" and isinstance(decision.target, NewTicket)
+        [note] = decision.notes
+        assert note.startswith("Subject mentions ticket #42; ")
+
+
+def test_a_referenced_message_id_threads_for_any_sender():
+    message = incoming(subject="Re: [#42] hello", sender="mallory@evil.example", headers={"In-Reply-To": "<orig@x>"})
+    decision = decide(message, rules(), lookups(threads={"orig@x": 42}, tagged={42: ACME_TICKET}))
+    assert (decision.outcome, decision.target, decision.notes) == ("threaded", 42, [])
+
+
+def test_only_message_ids_are_duplicates_across_mailboxes():
+    same_id = incoming(message_id="<m1@x>")
+    elsewhere = {"mid:m1@x": DeliveredElsewhere(42, "Sales")}
+    decision = decide(same_id, rules(), lookups(delivered_elsewhere=elsewhere))
+    assert (decision.outcome, decision.target) == ("duplicate", 42)
+    no_id = incoming(message_id=None)
+    content = {dedupe_key(no_id.email): DeliveredElsewhere(42, "Sales")}
+    assert decide(no_id, rules(), lookups(delivered_elsewhere=content)).outcome == "imported"
+    # this mailbox's own delivery is named as such, and wins
+    both = decide(same_id, rules(), lookups(delivered={"mid:m1@x": 41}, delivered_elsewhere=elsewhere))
+    assert (both.target, both.reason) == (41, "Already imported from this mailbox (Message-ID <m1@x>)")
+
+
+def test_a_regex_timeout_fails_the_message_with_a_human_reason_and_the_batch_goes_on():
+    hostile = incoming(1, to=", ".join(f"{'a' * 3000}{n}@x.example" for n in range(20)))
+    exclusion = {"none": [{"field": "to", "matches": "(a+)+$"}]}  # a timeout must not let it through
+    decisions = decide_batch([hostile, incoming(2)], rules(filter_query=exclusion), lookups())
+    assert [(d.outcome, d.reason) for d in decisions] == [
+        ("failed", "Filter took too long on this message (regex time budget exceeded)"), ("imported", None)]
 
 
 def test_a_reference_to_the_newest_known_message_wins():

@@ -1,10 +1,11 @@
+import time
 from types import SimpleNamespace
 
 import pytest
 
 from portal.imap import filters
 from portal.imap.filters import (
-    FIELDS, OPERATORS, FilterError, build_context, evaluate, parse_filter_text, validate,
+    FIELDS, OPERATORS, FilterError, FilterTimeout, build_context, evaluate, parse_filter_text, validate,
 )
 
 CTX = {
@@ -298,17 +299,92 @@ def test_pattern_length_cap():
         "Operator 'not_matches' pattern is too long (501 characters; the limit is 500)"]
 
 
-def test_catastrophic_regex_times_out_as_no_match():
+def test_a_regex_timeout_is_an_error_never_a_silent_no_match():
     ctx = {"body": "a" * 5000 + "b"}
-    assert evaluate({"field": "body", "matches": "(a+)+$"}, ctx) is False
-    assert evaluate({"field": "body", "not_matches": "(a+)+$"}, ctx) is True
+    for condition in ({"field": "body", "matches": "(a+)+$"}, {"none": [{"field": "body", "matches": "(a+)+$"}]},
+                      {"field": "body", "not_matches": "(a+)+$"}):
+        with pytest.raises(FilterTimeout) as exc:
+            evaluate(condition, ctx)
+        assert str(exc.value) == "Filter took too long on this message (regex time budget exceeded)"
+
+
+def test_one_regex_time_budget_per_message_for_every_condition_and_value():
+    hostile = {"to": ["a" * 5000 + "!"] * 20, "cc": ["a" * 5000 + "!"] * 20}
+    filter = {"any": [{"field": "to", "matches": "(a+)+$"}, {"field": "cc", "matches": "(a+)+$"}]}
+    started = time.process_time()  # the budget's clock: CPU time, so other load cannot skew it
+    with pytest.raises(FilterTimeout):
+        evaluate(filter, hostile)
+    # The engine checks its clock now and then, so it overshoots a little; per value and per
+    # condition (the old 0.1 s each) this took over 2 s.
+    assert time.process_time() - started < filters.REGEX_BUDGET_SECONDS + 0.1
+
+
+def test_the_regex_budget_is_shared_and_configurable(monkeypatch):
+    monkeypatch.setattr(filters, "REGEX_BUDGET_SECONDS", 0.0)
+    with pytest.raises(FilterTimeout):
+        evaluate({"field": "subject", "matches": "printer"}, CTX)
+    with pytest.raises(FilterTimeout):  # not reached when no value is there to search
+        evaluate({"all": [{"field": "subject", "contains": "printer"}, {"field": "subject", "matches": "x"}]}, CTX)
+    assert evaluate({"field": "cc", "matches": "x"}, CTX) is False
+
+
+@pytest.mark.parametrize("pattern", [
+    "(?:(?:(?:a{1000}){1000}){1000})",
+    "(?:a{101}){100}",
+    "(?:[a-z]{200}|b){100}",
+    "(?x:#[\n)#(?:(?:a{1000}){1000}){1000}#]",  # a verbose comment cannot hide the bomb
+    "(?:(?:a{1000}){1000}+){1000}?",
+])
+def test_nested_counted_repeats_over_the_size_limit_are_rejected_uncompiled(pattern):
+    filters._pattern_cache.clear()
+    started = time.monotonic()
+    [error] = validate({"field": "subject", "matches": pattern})
+    assert time.monotonic() - started < 0.05  # the live filter check in the form stays fast
+    assert error.startswith("Operator 'matches' pattern is too large: its repeats expand to about ")
+    assert "(the limit is 10,000)" in error and "nested in each other multiply" in error
+    assert filters._pattern_cache.compiles == 0
+    with pytest.raises(FilterError):
+        evaluate({"field": "subject", "matches": pattern}, CTX)
+
+
+@pytest.mark.parametrize("pattern", [
+    "(?:a{100}){100}",  # at the limit
+    r"^[\w.+-]+@(?:[a-z0-9-]{1,63}\.){1,10}[a-z]{2,63}$",
+    r"(?i)\b(?:invoice|rechnung)\s*#?\d{4,10}\b",
+    "(a+)+$",  # slow only on hostile text: the time budget handles it
+])
+def test_ordinary_patterns_stay_valid(pattern):
+    assert validate({"field": "subject", "matches": pattern}) == []
+
+
+def test_the_patterns_of_one_filter_share_a_size_limit():
+    big = {"field": "subject", "matches": "(?:a{100}){100}"}  # 10,000 steps each
+    assert validate({"any": [big] * 5}) == []
+    assert validate({"any": [big] * 6}) == [
+        "The filter's regular expressions are too large together (about 60,000 steps; the limit is 50,000)"]
+
+
+def test_conflicting_flags_and_deep_nesting_are_validation_errors_not_crashes():
+    assert validate({"field": "subject", "matches": "(?a)(?u)x"}) == [
+        "Operator 'matches' has an invalid regular expression: ASCII, LOCALE and UNICODE flags are mutually incompatible"]
+    assert validate({"field": "subject", "matches": "(" * 250 + ")" * 250}) in (
+        [], ["Operator 'matches' has an invalid regular expression: groups are nested too deeply"])
 
 
 def test_regexes_are_compiled_once():
-    filters._compile.cache_clear()
+    filters._pattern_cache.clear()
+    filters._inspect_pattern.cache_clear()
     for _ in range(3):
         evaluate({"field": "subject", "matches": "printer"}, CTX)
-    assert filters._compile.cache_info().misses <= 2  # validation + evaluation flags
+    assert filters._pattern_cache.compiles <= 2  # validation + evaluation flags
+
+
+def test_the_pattern_cache_is_bounded_by_size(monkeypatch):
+    cache = filters._PatternCache(budget=25_000)
+    for n in range(5):
+        cache.get(f"(?:a{{99}}){{100}}x{n}", False)  # about 10,000 steps each
+    assert len(cache.entries) == 2 and cache.size <= 25_000
+    assert [key[0][-1] for key in cache.entries] == ["3", "4"]
 
 
 # ---------------------------------------------------------------- JSON text
