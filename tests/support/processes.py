@@ -6,8 +6,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def app_environment(app) -> dict:
-    return dict(
+def app_environment(app, **extra) -> dict:
+    environment = dict(
         os.environ,
         PORTAL_ENV="testing",
         SECRET_KEY=app.config["SECRET_KEY"],
@@ -15,11 +15,13 @@ def app_environment(app) -> dict:
         REDIS_URL=app.config["REDIS_URL"],
         ATTACHMENT_DIR=app.config["ATTACHMENT_DIR"],
     )
+    environment.update({key: str(value) for key, value in extra.items()})
+    return environment
 
 
-def start(app, *args, **popen_kwargs) -> subprocess.Popen:
-    """`python <args>` from the project root with the app's settings."""
-    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=app_environment(app), **popen_kwargs)
+def start(app, *args, env: dict | None = None, **popen_kwargs) -> subprocess.Popen:
+    """`python <args>` from the project root with the app's settings (plus `env`)."""
+    return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=app_environment(app, **(env or {})), **popen_kwargs)
 
 
 def stop(proc: subprocess.Popen) -> None:
