@@ -10,6 +10,9 @@ from ..extensions import db
 from ..models import Company, isoformat
 from ..validation import Conflict, ValidationError
 from . import fields, scheduling
+from .credentials import (
+    PLAINTEXT_NOT_ALLOWED, SECRET_BOUND_TO, SECRET_FOR_NEW_SERVER, plaintext_refused, stored_secret_usable,
+)
 from .models import ImapAccount
 
 RULE_FIELDS = ("filter_query", "sync_known_only")
@@ -45,6 +48,30 @@ def _check_references(data: dict, account: ImapAccount | None) -> None:
             raise Conflict("name", f"A mailbox named '{name}' already exists")
 
 
+PLAINTEXT_INPUTS = ("security", "password", "allow_plaintext")
+
+
+def _check_secrets(account: ImapAccount, data: dict) -> None:
+    """`account` holds the stored secret and the values `data` is about to change.
+
+    A stored secret is kept only for the server it was given for; a secret goes out in
+    plaintext only with allow_plaintext (checked when the payload touches either, so pausing
+    an older plaintext mailbox still works; its syncs fail until it opts in)."""
+    errors = {}
+    if "password" not in data and account.password_encrypted:
+        destination = {name: data.get(name, getattr(account, name)) for name in SECRET_BOUND_TO}
+        if not stored_secret_usable(account, **destination):
+            errors["password"] = [SECRET_FOR_NEW_SERVER]
+    if any(name in data for name in PLAINTEXT_INPUTS) and plaintext_refused(
+        security=data.get("security", account.security),
+        allow_plaintext=bool(data.get("allow_plaintext", account.allow_plaintext)),
+        has_secret=bool(data.get("password") or account.password_encrypted),
+    ):
+        errors["security"] = [PLAINTEXT_NOT_ALLOWED]
+    if errors:
+        raise ValidationError(errors)
+
+
 def _assign(account: ImapAccount, data: dict) -> None:
     rules_changed = any(
         field in data and getattr(account, field) != data[field] for field in RULE_FIELDS
@@ -70,6 +97,7 @@ def _commit_and_schedule(account: ImapAccount) -> ImapAccount:
 def create_account(data: dict) -> ImapAccount:
     _check_references(data, None)
     account = ImapAccount()
+    _check_secrets(account, data)
     _assign(account, data)
     db.session.add(account)
     return _commit_and_schedule(account)
@@ -78,6 +106,7 @@ def create_account(data: dict) -> ImapAccount:
 def update_account(account: ImapAccount, data: dict) -> ImapAccount:
     with db.session.no_autoflush:
         _check_references(data, account)
+    _check_secrets(account, data)
     _assign(account, data)
     return _commit_and_schedule(account)
 
@@ -102,11 +131,14 @@ CLONED_FIELDS = tuple(field.stored_as for field in fields.WRITABLE if field.name
 
 
 def clone_account(source: ImapAccount, overrides: dict) -> ImapAccount:
-    """Copy every setting (the encrypted password and the filter too); sync state starts fresh."""
+    """Copy every setting (the encrypted password and the filter too); sync state starts fresh.
+
+    The copied password stays only if the copy keeps the source's server (see _check_secrets)."""
     copy = ImapAccount(**{field: getattr(source, field) for field in CLONED_FIELDS})
     copy.name = clone_name(source.name)
     with db.session.no_autoflush:
         _check_references(overrides, copy)
+        _check_secrets(copy, overrides)
     _assign(copy, overrides)
     db.session.add(copy)
     return _commit_and_schedule(copy)

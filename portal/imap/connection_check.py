@@ -1,7 +1,8 @@
 """Test connection: log in with the values typed into the mailbox form and list the folders.
 
 The settings come from credentials.connection_settings, like every other IMAP caller, built
-from an unsaved mailbox that holds the form's values.
+from an unsaved mailbox that holds the form's values (and the stored password only when the
+form still names the stored mailbox's server).
 """
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from ..extensions import db
 from ..validation import parse_id
 from .client import ImapError, test_connection
-from .credentials import connection_settings
+from .credentials import SECRET_FOR_NEW_SERVER, connection_settings, secret_destination, stored_secret_usable
 from .models import ImapAccount
 from .fields import FIELD, SECURITY_MODES
 
@@ -23,10 +24,12 @@ class ConnectionCheck:
 
 
 def check_connection(form: Mapping[str, str]) -> ConnectionCheck:
-    """A blank password with the form's account_id means the password stored for that mailbox."""
+    """A blank password with the form's account_id means the password stored for that mailbox,
+    used only when the form still names that mailbox's server (stored_secret_usable)."""
     typed_password = form.get("password") or ""
-    encrypted_password = None if typed_password else _stored_encrypted_password(form.get("account_id", ""))
-    problems = form_problems(form, has_password=bool(typed_password or encrypted_password))
+    stored = None if typed_password else _stored_mailbox(form.get("account_id", ""))
+    has_password = bool(typed_password or (stored is not None and stored.password_encrypted))
+    problems = form_problems(form, has_password=has_password)
     if problems:
         return ConnectionCheck(" ".join(problems), None)
     mailbox = ImapAccount(
@@ -34,11 +37,16 @@ def check_connection(form: Mapping[str, str]) -> ConnectionCheck:
         port=int(form["port"].strip()),
         security=form["security"],
         verify_tls=form.get("verify_tls") in CHECKED,
+        allow_plaintext=form.get("allow_plaintext") in CHECKED,
         username=form["username"].strip(),
-        password_encrypted=encrypted_password,
     )
-    settings = connection_settings(mailbox, password=typed_password or None, quick=True)
+    if not typed_password:
+        if not stored_secret_usable(stored, **secret_destination(mailbox)):
+            return ConnectionCheck(SECRET_FOR_NEW_SERVER, None)
+        # Left encrypted: connection_settings is the one place that decrypts it.
+        mailbox.password_encrypted = stored.password_encrypted
     try:
+        settings = connection_settings(mailbox, password=typed_password or None, quick=True)
         return ConnectionCheck(None, test_connection(settings))
     except ImapError as exc:
         return ConnectionCheck(str(exc), None)
@@ -58,8 +66,6 @@ def form_problems(form: Mapping[str, str], *, has_password: bool) -> list[str]:
     return problems
 
 
-def _stored_encrypted_password(account_id: str) -> str | None:
-    """Left encrypted: connection_settings is the one place that decrypts it."""
+def _stored_mailbox(account_id: str) -> ImapAccount | None:
     number = parse_id(account_id)
-    stored = db.session.get(ImapAccount, number) if number is not None else None
-    return stored.password_encrypted if stored is not None else None
+    return db.session.get(ImapAccount, number) if number is not None else None

@@ -73,6 +73,11 @@ FIELDS = (
         choices=(("ssl", "SSL/TLS"), ("starttls", "STARTTLS"), ("none", "None (plaintext)")),
     ),
     Field("verify_tls", BOOLEAN, label="Verify TLS certificate", default=True),
+    Field(
+        "allow_plaintext", BOOLEAN, label="Allow plaintext sign-in (the password crosses the network unencrypted)",
+        default=False, description="Required with security 'none' (422 otherwise): the password is sent unencrypted",
+        help="Needed with security None; only for a server on a network you trust.",
+    ),
     Field("username", TEXT, label="Username", max_length=320),
     Field(
         "password", SECRET, label="Password", max_length=1024, write_only=True,

@@ -76,7 +76,10 @@ def request_schema(field: fields.Field, *, create: bool) -> dict:
         schema["default"] = field.default
     description = field.description
     if field.write_only and not create:
-        description += "; omit to keep the current one"
+        description += (
+            "; omit to keep the current one. A stored password is kept only for its own server: a change "
+            "of host, port, username or security without a password is refused (422)"
+        )
     if description:
         schema["description"] = description
     return schema
@@ -255,8 +258,8 @@ def imap_paths() -> dict:
             "cloneMailbox", "Copy a mailbox (password and filter included; sync state starts fresh)", tag,
             {"201": response("The copy, named '<name> (copy)' unless overridden", "Mailbox")},
             body="MailboxUpdate", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
-            body_description="Optional settings to change in the copy (same rules as an update); "
-            "no body or {} copies as is",
+            body_description="Optional settings to change in the copy (same rules as an update: a new host, "
+            "port, username or security needs the password again); no body or {} copies as is",
         )),
         f"{one}/sync": path_item("account_id", post=operation(
             "syncMailbox", "Queue a sync now", tag, {"202": response("The sync run is queued", "SyncQueued")},

@@ -17,6 +17,7 @@ def fill_mailbox_form(page, imap_account, name="Support inbox"):
     page.fill("#host", imap_account.host)
     page.fill("#port", str(imap_account.port))
     page.select_option("#security", "none")
+    page.check("#allow_plaintext")
     page.fill("#username", imap_account.username)
     page.fill("#password", imap_account.password)
 

@@ -13,6 +13,7 @@ def create_mailbox(imap_account, **fields) -> ImapAccount:
         host=imap_account.host,
         port=imap_account.port,
         security="none",
+        allow_plaintext=True,  # the test Dovecot listens without TLS on loopback
         verify_tls=True,
         username=imap_account.username,
         password_encrypted=crypto.encrypt(imap_account.password),
@@ -46,3 +47,63 @@ def ticket_count() -> int:
 
 def tickets() -> list[Ticket]:
     return list(db.session.scalars(select(Ticket).order_by(Ticket.id)))
+
+
+class RecordingServer:
+    """A pretend IMAP server on 127.0.0.1 that records every connection and every byte it is
+    sent, and refuses every command: the attacker's server a stolen secret would go to."""
+
+    def __init__(self, greeting: bytes = b"* OK ready\r\n"):
+        import socket
+        import threading
+
+        self.greeting = greeting
+        self.connections = 0
+        self.received = bytearray()
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self._socket.settimeout(0.2)
+        self.host, self.port = self._socket.getsockname()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self):
+        import socket
+
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._socket.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.connections += 1
+            with conn:
+                conn.settimeout(2)
+                try:
+                    conn.sendall(self.greeting)
+                    buffer = b""
+                    while not self._stop.is_set():
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        self.received += chunk
+                        buffer += chunk
+                        while b"\r\n" in buffer:
+                            line, buffer = buffer.split(b"\r\n", 1)
+                            tag, _, command = line.partition(b" ")
+                            if command.upper().startswith(b"CAPABILITY"):
+                                conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+                            else:
+                                conn.sendall(tag + b" NO refused\r\n")
+                except OSError:
+                    pass
+
+    def close(self):
+        self._stop.set()
+        self._socket.close()
+        self._thread.join(timeout=3)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -196,7 +196,10 @@ def test_clone_copies_everything_and_gets_its_own_schedule(api, app):
     with app.app_context():
         assert crypto.decrypt(db.session.get(ImapAccount, copy["id"]).password_encrypted) == PASSWORD
     assert cron_job(app, copy["id"]).meta["cron_string"] == "*/7 * * * *"
-    second = api.post(f"/api/imap/accounts/{source['id']}/clone", json={"username": "other@example.com", "folder": "Sales"}).json
+    second = api.post(
+        f"/api/imap/accounts/{source['id']}/clone",
+        json={"username": "other@example.com", "folder": "Sales", "password": "other-password"},
+    ).json
     assert second["name"] == "Support (copy 2)"
     assert second["username"] == "other@example.com" and second["folder"] == "Sales"
     assert api.post(f"/api/imap/accounts/{source['id']}/clone", json={"port": "x"}).status_code == 422

@@ -46,6 +46,7 @@ def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_ac
             "host": imap_account.host,
             "port": imap_account.port,
             "security": "none",
+            "allow_plaintext": True,
             "username": imap_account.username,
             "password": imap_account.password,
             "schedule_cron": "* * * * *",
