@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import imaplib
 import logging
-from contextlib import suppress
+import ssl
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import ContextManager, Iterator, Mapping
 
@@ -56,9 +57,24 @@ log = logging.getLogger(__name__)
 SEARCH_CHARSET = "US-ASCII"
 #: by default fetch_messages also caps a chunk at this many bytes when sizes are known
 DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
+#: what the portal imports at most (the default of IMAP_MAX_MESSAGE_BYTES)
+DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
+#: longest response line read; a longer one ends the connection (imaplib's own cap is 20 MB)
+MAX_LINE_BYTES = 1024 * 1024
+#: longest line while a UID SEARCH answers: one line holds every UID (about 1.2 million)
+MAX_SEARCH_LINE_BYTES = 8 * 1024 * 1024
+#: everything one command may read besides its message literals (status lines,
+#: untagged responses, folder lists)
+COMMAND_BYTES = 8 * 1024 * 1024
+
+
+def literal_limit_for(max_message_bytes: int) -> int:
+    """Largest literal read for a mailbox whose messages may be ``max_message_bytes``:
+    that plus slack for servers whose RFC822.SIZE is a little off."""
+    return max_message_bytes + max_message_bytes // 4 + 64 * 1024
 
 __all__ = [
-    "ImapError", "ImapConnectError", "ImapAuthError",
+    "ImapError", "ImapConnectError", "ImapAuthError", "ImapResponseTooLarge", "literal_limit_for",
     "ConnectionSettings", "FolderState", "FetchedMessage", "MessageInfo",
     "ImapSession", "connect", "test_connection", "compress_uids",
 ]
@@ -85,6 +101,92 @@ class ConnectionSettings:
     password: str = field(repr=False)
     timeout: float = 30.0
     ca_file: str | None = None  # extra CA bundle, trusted in addition to the system CAs
+    #: largest literal (a message) read from the server, whatever size it declared
+    max_literal_bytes: int = literal_limit_for(DEFAULT_MAX_MESSAGE_BYTES)
+
+
+class ImapResponseTooLarge(ImapConnectError):
+    """The server sent more than the client reads (a literal or line above its cap,
+    or a command's answer above its budget); the connection is dropped unread."""
+
+
+# ------------------------------------------------------------- bounded reads
+class _BoundedReads:
+    """imaplib client whose reads have a ceiling, whatever the server declares.
+
+    imaplib reads a literal with ``read(N)`` for the N the server announces and
+    lines with ``readline``; both are capped here, and every command gets a byte
+    budget for all it reads (reset in ``_command``).  Exceeding any of them raises
+    :class:`ImapResponseTooLarge` before the bytes are read: nothing is buffered."""
+
+    host: str
+    port: int
+
+    def _set_limits(self, max_literal_bytes: int) -> None:
+        self.max_literal_bytes = max_literal_bytes
+        self.max_line_bytes = MAX_LINE_BYTES
+        self.next_command_budget: int | None = None  # set just before a big FETCH
+        self._budget = COMMAND_BYTES + max_literal_bytes  # the greeting and CAPABILITY
+
+    def _command(self, name, *args):
+        self._budget = self.next_command_budget or COMMAND_BYTES + self.max_literal_bytes
+        self.next_command_budget = None
+        return super()._command(name, *args)
+
+    def _too_large(self, what: str) -> ImapResponseTooLarge:
+        return ImapResponseTooLarge(f"Server {self.host}:{self.port} sent {what}; connection closed unread")
+
+    def read(self, size: int) -> bytes:
+        if size > self.max_literal_bytes:
+            raise self._too_large(f"a literal of {size:,} bytes (this mailbox reads at most "
+                                  f"{self.max_literal_bytes:,}: IMAP_MAX_MESSAGE_BYTES and slack)")
+        self._spend(size)
+        return super().read(size)
+
+    def readline(self) -> bytes:
+        line = self.file.readline(self.max_line_bytes + 1)
+        if len(line) > self.max_line_bytes:
+            raise self._too_large(f"a response line longer than {self.max_line_bytes:,} bytes")
+        self._spend(len(line))
+        return line
+
+    def _spend(self, size: int) -> None:
+        self._budget -= size
+        if self._budget < 0:
+            raise self._too_large("more data for one command than the messages it asked for can hold")
+
+
+class _BoundedIMAP4(_BoundedReads, imaplib.IMAP4):
+    def __init__(self, host: str, port: int, timeout: float, max_literal_bytes: int) -> None:
+        self._set_limits(max_literal_bytes)
+        super().__init__(host, port, timeout)
+
+
+class _BoundedIMAP4_SSL(_BoundedReads, imaplib.IMAP4_SSL):
+    def __init__(self, host: str, port: int, timeout: float, max_literal_bytes: int,
+                 context: ssl.SSLContext) -> None:
+        self._set_limits(max_literal_bytes)
+        super().__init__(host, port, ssl_context=context, timeout=timeout)
+
+
+class _BoundedMailBox(MailBox):
+    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext,
+                 max_literal_bytes: int) -> None:
+        self._max_literal_bytes = max_literal_bytes
+        super().__init__(host, port, timeout=timeout, ssl_context=context)
+
+    def _get_mailbox_client(self) -> imaplib.IMAP4:
+        return _BoundedIMAP4_SSL(self._host, self._port, self._timeout, self._max_literal_bytes,
+                                 self._ssl_context)
+
+
+class _BoundedMailBoxUnencrypted(MailBoxUnencrypted):
+    def __init__(self, host: str, port: int, timeout: float, max_literal_bytes: int) -> None:
+        self._max_literal_bytes = max_literal_bytes
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_mailbox_client(self) -> imaplib.IMAP4:
+        return _BoundedIMAP4(self._host, self._port, self._timeout, self._max_literal_bytes)
 
 
 @dataclass
@@ -122,6 +224,7 @@ class ImapSession:
         self.folder: str | None = None
         self.readonly: bool = False
         self.last_missing: list[int] = []
+        self._declared_sizes: dict[int, int] = {}  # RFC822.SIZE from fetch_info: the FETCH budget
         self._closed = False
 
     # context manager ------------------------------------------------------
@@ -262,7 +365,7 @@ class ImapSession:
             criteria += ["UID", f"{above_uid + 1}:*"]
         if not criteria:
             criteria.append("ALL")
-        with self._failing(SEARCH):
+        with self._failing(SEARCH), self._long_lines(MAX_SEARCH_LINE_BYTES):
             try:
                 typ, data = self._client.uid("SEARCH", "CHARSET", SEARCH_CHARSET, *criteria)
             except imaplib.IMAP4.abort:
@@ -278,7 +381,29 @@ class ImapSession:
         # "N:*" also matches the last message when no UID >= N exists
         return sorted(u for u in parse_search(data) if u > above_uid)
 
-    def _uid_fetch(self, uids: list[int], items: str) -> tuple[list, bool]:
+    @contextmanager
+    def _long_lines(self, max_line_bytes: int) -> Iterator[None]:
+        """Lines up to ``max_line_bytes`` (and a budget to match) for the commands inside."""
+        client = self._client
+        if not isinstance(client, _BoundedReads):
+            yield
+            return
+        client.max_line_bytes = max_line_bytes
+        client.next_command_budget = COMMAND_BYTES + 2 * max_line_bytes
+        try:
+            yield
+        finally:
+            client.max_line_bytes = MAX_LINE_BYTES
+
+    def _body_budget(self, uids: list[int]) -> int:
+        """What one UID FETCH of these bodies may read: twice the declared sizes (servers
+        counting LF line ends) and 64 KiB each, at least one full literal."""
+        limit = self._settings.max_literal_bytes
+        expected = sum(2 * self._declared_sizes[uid] + 64 * 1024 if uid in self._declared_sizes else limit
+                       for uid in uids)
+        return COMMAND_BYTES + max(limit, expected)
+
+    def _uid_fetch(self, uids: list[int], items: str, budget: int | None = None) -> tuple[list, bool]:
         """One UID FETCH; returns (imaplib data, expunges?).  expunges: the
         server reported expunged messages during the command (EXPUNGE
         responses, or [EXPUNGEISSUED] in OK/NO); their entries may be
@@ -288,6 +413,8 @@ class ImapSession:
         for key in ("FETCH", "EXPUNGE", "EXPUNGEISSUED", "VANISHED"):  # stale ones
             ur.pop(key, None)
         with self._failing(FETCH):
+            if budget is not None and isinstance(client, _BoundedReads):
+                client.next_command_budget = budget
             typ, data = client.uid("FETCH", compress_uids(uids), items)
         popped = [ur.pop(key, None) for key in ("EXPUNGE", "EXPUNGEISSUED", "VANISHED")]
         expunges = any(p is not None for p in popped)
@@ -331,6 +458,7 @@ class ImapSession:
                     self.last_missing.append(uid)
                 else:
                     result.append(MessageInfo(uid=uid, flags=item.flags or (), size=item.size or 0))
+        self._declared_sizes = {info.uid: info.size for info in result}
         return result
 
     def fetch_messages(self, uids: list[int], chunk: int = 200, *,
@@ -349,7 +477,7 @@ class ImapSession:
     def _fetch_messages(self, ordered: list[int], chunk: int, sizes: Mapping[int, int] | None,
                         max_chunk_bytes: int) -> Iterator[FetchedMessage]:
         for batch in body_batches(ordered, chunk, sizes, max_chunk_bytes):
-            data, _ = self._uid_fetch(batch, "(UID FLAGS RFC822.SIZE BODY.PEEK[])")
+            data, _ = self._uid_fetch(batch, "(UID FLAGS RFC822.SIZE BODY.PEEK[])", self._body_budget(batch))
             found = self._collect(data, set(batch), need_body=True)
             del data
             missing = [uid for uid in batch if uid not in found]
@@ -395,15 +523,17 @@ def connect(settings: ConnectionSettings) -> ImapSession:
     if not settings.timeout or settings.timeout <= 0:
         raise ImapConnectError(f"Invalid timeout {settings.timeout!r}")
     timeout = float(settings.timeout)
+    max_literal = int(settings.max_literal_bytes)
     with translated(CONNECT, settings, connected=False):
         if security == "none":
-            mailbox: BaseMailBox = MailBoxUnencrypted(host, port, timeout=timeout)
+            mailbox: BaseMailBox = _BoundedMailBoxUnencrypted(host, port, timeout, max_literal)
         else:
             context = ssl_context(verify=settings.verify_tls, ca_file=settings.ca_file)
             if security == "ssl":
-                mailbox = MailBox(host, port, timeout=timeout, ssl_context=context)
+                mailbox = _BoundedMailBox(host, port, timeout, context, max_literal)
             else:
-                mailbox = StrictStartTlsMailBox(host, port, timeout, context)
+                mailbox = StrictStartTlsMailBox(
+                    host, port, context, lambda: _BoundedIMAP4(host, port, timeout, max_literal))
     session = ImapSession(mailbox, settings)
     try:
         session._login()

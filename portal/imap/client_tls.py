@@ -5,8 +5,9 @@ from __future__ import annotations
 import imaplib
 import ssl
 from contextlib import suppress
+from typing import Callable
 
-from imap_tools.mailbox import BaseMailBox, _create_imap4_client
+from imap_tools.mailbox import BaseMailBox
 
 from .client_errors import ImapConnectError, describe_oserror, response_text
 
@@ -29,12 +30,14 @@ class StrictStartTlsMailBox(BaseMailBox):
     """Plain connection upgraded with STARTTLS; refuses servers that do not
     offer it (never falls back to plaintext) and closes the socket on failure."""
 
-    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext) -> None:
-        self._host, self._port, self._timeout, self._ssl_context = host, port, timeout, context
+    def __init__(self, host: str, port: int, context: ssl.SSLContext,
+                 plain_client: Callable[[], imaplib.IMAP4]) -> None:
+        self._host, self._port, self._ssl_context = host, port, context
+        self._plain_client = plain_client  # opens the plaintext connection to upgrade
         super().__init__()
 
     def _get_mailbox_client(self) -> imaplib.IMAP4:
-        client = _create_imap4_client(self._host, self._port, self._timeout)
+        client = self._plain_client()
         try:
             if "STARTTLS" not in client.capabilities:
                 raise ImapConnectError(
