@@ -7,7 +7,7 @@ from redis.exceptions import RedisError
 from werkzeug.routing import IntegerConverter
 
 from .config import load_config
-from .extensions import csrf, db, login_manager
+from .extensions import csrf, db
 from .validation import MAX_ID
 
 
@@ -31,8 +31,10 @@ def create_app(config: dict | None = None, *, web: bool = True) -> Flask:
 
     Migrate(app, db, directory=os.path.join(os.path.dirname(app.root_path), "migrations"), render_as_batch=True)
     csrf.init_app(app)
-    login_manager.init_app(app)
-    login_manager.login_view = "auth.login"
+    from .auth import init_sessions
+
+    init_sessions(app)
+    _trust_proxies(app)
 
     _register_blueprints(app)
     _register_csrf(app)
@@ -47,6 +49,17 @@ def create_app(config: dict | None = None, *, web: bool = True) -> Flask:
 
     register_cli(app)
     return app
+
+
+def _trust_proxies(app: Flask) -> None:
+    """Behind PROXY_FIX_HOPS reverse proxies, take the client address, scheme and host from their
+    X-Forwarded-* headers (so https requests get Secure cookies and login limits count real
+    clients). Off by default: without a proxy, anyone could send those headers."""
+    hops = app.config["PROXY_FIX_HOPS"]
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
 
 
 class IdConverter(IntegerConverter):

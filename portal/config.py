@@ -1,5 +1,6 @@
 """Settings from the environment."""
 import os
+from datetime import timedelta
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
 
@@ -21,7 +22,9 @@ def _flag(value: str | None, *, default: bool) -> bool:
 
 def load_config(overrides: dict | None = None, instance_path: str = "instance") -> dict:
     env = os.environ
-    environment = env.get("PORTAL_ENV", env.get("FLASK_ENV", "production")).lower()
+    # Only PORTAL_ENV chooses the environment: FLASK_ENV is a generic Flask setting that must
+    # not switch on the built-in development key by accident.
+    environment = env.get("PORTAL_ENV", "production").lower()
     config = {
         "PORTAL_ENV": environment,
         "SECRET_KEY": env.get("SECRET_KEY"),
@@ -49,12 +52,21 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
         "IMAP_ALLOWED_HOSTS": _list(env.get("IMAP_ALLOWED_HOSTS")),
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
         "SESSION_IDLE_MINUTES": int(env.get("SESSION_IDLE_MINUTES", 120)),
+        # Login throttling (portal/login_throttle.py): attempts per window, per account and per address.
+        "LOGIN_ATTEMPT_WINDOW_SECONDS": int(env.get("LOGIN_ATTEMPT_WINDOW_SECONDS", 15 * 60)),
+        "LOGIN_MAX_ATTEMPTS_PER_ACCOUNT": int(env.get("LOGIN_MAX_ATTEMPTS_PER_ACCOUNT", 10)),
+        "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": int(env.get("LOGIN_MAX_ATTEMPTS_PER_ADDRESS", 50)),
+        # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted
+        # (0: none, the headers are ignored).
+        "PROXY_FIX_HOPS": int(env.get("PROXY_FIX_HOPS", 0)),
+        "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME", "http"),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
     }
     config.update(overrides or {})
     environment = config["PORTAL_ENV"]
+    _check_secret_key_length(config, environment)
     if not config.get("SECRET_KEY"):
         if environment not in ("development", "testing"):
             raise ConfigError(
@@ -65,9 +77,38 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
     if environment not in ("development", "testing") and config["SECRET_KEY"] == DEV_SECRET_KEY:
         raise ConfigError("SECRET_KEY must not be the development key outside development.")
     config["TESTING"] = environment == "testing" or config.get("TESTING", False)
+    _cookie_settings(config)
     uri = config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("postgres://"):
         config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri[len("postgres://"):]
     elif uri.startswith("postgresql://"):
         config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri[len("postgresql://"):]
     return config
+
+
+MIN_SECRET_KEY_BYTES = 32
+
+
+def _check_secret_key_length(config: dict, environment: str) -> None:
+    """A key someone set must be long enough to sign sessions and derive encryption keys."""
+    key = config.get("SECRET_KEY")
+    if not key or environment == "testing":
+        return
+    if len(key.encode("utf-8") if isinstance(key, str) else key) < MIN_SECRET_KEY_BYTES:
+        raise ConfigError(
+            f"SECRET_KEY is shorter than {MIN_SECRET_KEY_BYTES} bytes. Generate one with: "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+
+
+def _cookie_settings(config: dict) -> None:
+    """Session and remember-me cookies: Secure under https, and alive no longer than the idle limit.
+    (Requests that arrive over https get Secure cookies too: see portal.auth.SessionInterface.)"""
+    secure = config["PREFERRED_URL_SCHEME"] == "https"
+    config.setdefault("SESSION_COOKIE_SECURE", secure)
+    config.setdefault("REMEMBER_COOKIE_SECURE", secure)
+    config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    idle = timedelta(minutes=config["SESSION_IDLE_MINUTES"])
+    config.setdefault("PERMANENT_SESSION_LIFETIME", idle)
+    config.setdefault("REMEMBER_COOKIE_DURATION", idle)

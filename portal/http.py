@@ -8,7 +8,7 @@ from flask import Blueprint, Flask, abort, jsonify, render_template, request
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .extensions import db
 from .models import isoformat
@@ -39,6 +39,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return error_response("The form expired or is missing its CSRF token; reload the page and try again.", 400)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def body_too_large(error):
+        limit = app.config.get("MAX_CONTENT_LENGTH") or 0
+        return error_response(f"The request body is larger than the limit of {limit:,} bytes.", 413)
 
     @app.errorhandler(HTTPException)
     def http_error(error):
@@ -90,7 +95,10 @@ def json_body(*, optional: bool = False) -> dict:
     """The request's JSON body; with `optional`, an empty body reads as {}."""
     if optional and not request.get_data():
         return {}
-    payload = request.get_json(silent=True)
+    try:
+        payload = request.get_json(silent=True)
+    except RecursionError:  # nesting deeper than the JSON decoder's recursion limit
+        payload = None
     if payload is None:
         raise ValidationError({"_": ["Expected a JSON object body"]}, "Invalid JSON body")
     return payload

@@ -67,7 +67,16 @@ class User(UserMixin, db.Model):
     session_version: Mapped[int] = mapped_column(default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
+    def get_id(self) -> str:
+        """What the session cookie names: the user and the session version it was issued under."""
+        return f"{self.id}:{self.session_version or 1}"
+
+    def revoke_sessions(self) -> None:
+        self.session_version = (self.session_version or 1) + 1
+
     def set_password(self, password: str) -> None:
+        if self.password_hash:
+            self.revoke_sessions()  # a changed password ends the sessions signed in with the old one
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
@@ -189,3 +198,6 @@ class ApiToken(db.Model):
     revoked: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship()
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or utcnow())
