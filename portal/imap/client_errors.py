@@ -102,6 +102,13 @@ def _refused_answer(exc: BaseException, op: Operation) -> str | None:
     return None
 
 
+def _not_imap(exc: BaseException, *, connected: bool) -> bool:
+    """imaplib could not read an IMAP greeting, or read a line that is not IMAP."""
+    if not isinstance(exc, imaplib.IMAP4.error) or isinstance(exc, imaplib.IMAP4.readonly):
+        return False
+    return not connected or str(exc).startswith("unexpected response")
+
+
 def translate(exc: BaseException, op: Operation, settings: "ConnectionSettings", *,
               connected: bool, folder: str | None = None) -> ImapError:
     """The ImapError to raise for ``exc``; KeyboardInterrupt and friends propagate unchanged."""
@@ -112,6 +119,9 @@ def translate(exc: BaseException, op: Operation, settings: "ConnectionSettings",
     action = _words(op.doing, settings, folder)
     if op.readonly and isinstance(exc, imaplib.IMAP4.readonly):
         return ImapError(_words(op.readonly, settings, folder))
+    if _not_imap(exc, connected=connected):
+        # Whatever answered may be any service the caller pointed us at: never echo its words.
+        return ImapConnectError(f"The server at {where} did not answer as an IMAP server")
     if op.dropped and isinstance(exc, imaplib.IMAP4.abort):
         return ImapConnectError(redact(f"{_words(op.dropped, settings, folder)}: {exc}", password))
     if op.refused:
