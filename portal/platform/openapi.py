@@ -4,9 +4,13 @@ The app factory calls add_document_part() with each package's part, so the platf
 imports those packages."""
 from flask import Blueprint, current_app, jsonify
 
+from ..auth import require_super_admin_api
 from ..openapi_helpers import DocumentPart
 
 bp = Blueprint("openapi", __name__, url_prefix="/api")
+# Like every other route: the document maps the whole attack surface, so only callers of the
+# API may read it.
+bp.before_request(require_super_admin_api)
 PARTS_KEY = "openapi_parts"
 
 

@@ -291,22 +291,11 @@ def platform_paths() -> dict:
 
 
 def openapi_paths() -> dict:
-    return {
-        "/api/openapi.json": {
-            "get": {
-                "operationId": "getOpenApiDocument",
-                "summary": "This document",
-                "tags": ["Meta"],
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "The OpenAPI document",
-                        "content": json_content({"type": "object", "required": ["openapi", "paths"]}),
-                    }
-                },
-            }
-        }
-    }
+    document = {"200": {
+        "description": "The OpenAPI document",
+        "content": json_content({"type": "object", "required": ["openapi", "paths"]}),
+    }}
+    return {"/api/openapi.json": {"get": operation("getOpenApiDocument", "This document", "Meta", document)}}
 
 
 def build_spec(parts: Sequence[DocumentPart] = ()) -> dict:
@@ -316,7 +305,7 @@ def build_spec(parts: Sequence[DocumentPart] = ()) -> dict:
         "info": {
             "title": "MyPortal API",
             "version": "1.0",
-            "description": "Helpdesk JSON API. Every route except this document needs a super administrator. "
+            "description": "Helpdesk JSON API. Every route, this document included, needs a super administrator. "
             "Errors are JSON: `{\"error\": \"...\"}`, plus `errors` (messages by field) on 422 and most 409s. "
             "Request bodies are JSON objects; unknown fields are rejected (422).",
         },
