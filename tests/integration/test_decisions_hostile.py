@@ -120,3 +120,23 @@ def test_the_same_email_in_two_mailboxes_makes_one_ticket(app_ctx, imap_account,
     assert (duplicate.outcome, duplicate.ticket_id) == ("duplicate", first.id)
     assert duplicate.reason == "Already imported from mailbox Support (Message-ID <both@acme.com>)"
     assert ticket_count() == 3 and len(first.messages) == 1
+
+
+BOMB = "(?:(?:(?:a{1000}){1000}){1000})"
+
+
+def test_the_filter_check_and_the_api_refuse_a_regex_bomb_at_once(api, app_ctx):
+    import json
+    import time
+
+    from portal.imap.filters import parse_filter_text
+
+    bomb_filter = {"field": "subject", "matches": BOMB}
+    started = time.monotonic()
+    _, problems = parse_filter_text(json.dumps(bomb_filter))  # all that POST /filter-check runs
+    assert time.monotonic() - started < 0.05  # was: a process growing to gigabytes
+    assert len(problems) == 1 and "pattern is too large" in problems[0]
+
+    refused = api.post("/api/imap/accounts", json={"name": "Bomb", "host": "imap.example.com", "username": "u",
+                                                    "password": "p", "filter_query": bomb_filter})
+    assert refused.status_code == 422 and "pattern is too large" in json.dumps(refused.get_json())
