@@ -105,6 +105,20 @@ def test_failed_job_is_retried_with_backoff(api, app_ctx, imap_account):
     assert run.status == "failed" and "Could not connect" in run.error
     registry = ScheduledJobRegistry("imap", connection=get_redis())
     assert queued["job_id"] in registry.get_job_ids()  # retried later, not dropped
+    job = Queue("imap", connection=get_redis()).fetch_job(queued["job_id"])
+    assert job.timeout == app_ctx.config["IMAP_SYNC_DEADLINE_SECONDS"] + 120  # bounded by the sync deadline
+
+    # The retry succeeds: it is a run of its own, linked to the failure, which stays failed.
+    mailbox.port = imap_account.port
+    db.session.commit()
+    registry.remove(job)
+    Queue("imap", connection=get_redis()).enqueue_job(job)
+    imap_account.append(make_email(subject="After the outage"))
+    run_worker()
+    db.session.refresh(run)
+    retry = db.session.scalars(select(SyncRun).where(SyncRun.retry_of_id == run.id)).one()
+    assert run.status == "failed" and "Could not connect" in run.error
+    assert retry.status == "succeeded" and retry.counts == {"imported": 1} and retry.job_id == run.job_id
 
 
 @pytest.fixture
@@ -139,6 +153,7 @@ def test_server_killed_mid_sync_then_next_run_completes_without_loss_or_duplicat
     assert first["status"] == "failed"
     imported_first = ticket_count()
     assert 0 < imported_first < 450
+    assert first["counts"] == {"imported": imported_first}  # committed batch by batch, kept by the failure
     monkeypatch.undo()
     own_dovecot.start()
     second = sync(mailbox)
@@ -148,6 +163,42 @@ def test_server_killed_mid_sync_then_next_run_completes_without_loss_or_duplicat
     flags = box.flags()
     assert all("\\Seen" in flags[uid] for uid in uids)
     assert sync(mailbox)["counts"] == {}
+
+
+def test_failure_record_survives_a_busy_database_and_never_holds_sql(app_ctx, imap_account, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from portal.imap import runs, ticket_writer
+
+    mailbox = create_mailbox(imap_account)
+    imap_account.append(make_email(subject="Busy"))
+    locked = OperationalError("INSERT INTO tickets (subject) VALUES (?)", ("Busy",), Exception("database is locked"))
+    armed = []
+
+    def batch_meets_the_lock(*args, **kwargs):
+        armed.append(1)
+        raise locked
+
+    monkeypatch.setattr(ticket_writer, "commit_batch", batch_meets_the_lock)
+    from sqlalchemy.orm import Session
+
+    real_commit = Session.commit
+    refusals = []
+
+    def commit_refused_twice(session):  # the failure record's own first two writes meet the busy database
+        if armed and len(refusals) < 2:
+            refusals.append(1)
+            raise locked
+        return real_commit(session)
+
+    monkeypatch.setattr(runs, "RECORD_PAUSES", (0, 0.01, 0.01, 0.01))
+    monkeypatch.setattr(Session, "commit", commit_refused_twice)
+    result = sync(mailbox)
+    monkeypatch.undo()
+    assert len(refusals) == 2
+    run = db.session.get(SyncRun, result["id"])
+    assert run.status == "failed" and run.error == "Database busy: could not save the results"
+    assert "INSERT" not in mailbox.last_error
 
 
 def test_scheduled_run_of_a_paused_mailbox_is_skipped_but_manual_runs(app_ctx, imap_account):
