@@ -11,7 +11,7 @@ rules about which secret may be used for which server live here too:
 from flask import current_app
 
 from .. import crypto
-from .client import ConnectionSettings
+from .client import ConnectionSettings, literal_limit_for
 from .client_errors import ImapAuthError
 from .destinations import check_destination
 
@@ -72,6 +72,7 @@ def connection_settings(account, *, password: str | None = None, quick: bool = F
         password=password,
         timeout=timeout,
         ca_file=current_app.config.get("IMAP_CA_FILE"),
+        max_literal_bytes=literal_limit_for(current_app.config["IMAP_MAX_MESSAGE_BYTES"]),
     )
 
 

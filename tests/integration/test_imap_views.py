@@ -45,8 +45,8 @@ def test_test_connection_uses_the_stored_password_when_left_blank(client, admin,
     mailbox = create_mailbox(imap_account)
     login(client, "admin@portal.test")
     form = {
-        "host": imap_account.host, "port": str(imap_account.port), "security": "none", "username": imap_account.username,
-        "password": "", "account_id": str(mailbox.id), "csrf_token": csrf_token(client),
+        "host": imap_account.host, "port": str(imap_account.port), "security": "none", "allow_plaintext": "y",
+        "username": imap_account.username, "password": "", "account_id": str(mailbox.id), "csrf_token": csrf_token(client),
     }
     page = client.post(f"{IMAP}/test-connection", data=form).get_data(as_text=True)
     assert "Connected." in page and 'data-folder="Billing"' in page
@@ -80,7 +80,7 @@ def test_edit_page_never_renders_the_password(client, admin, app_ctx, imap_accou
     login(client, "admin@portal.test")
     page = client.get(f"{IMAP}/{mailbox.id}/edit").get_data(as_text=True)
     assert imap_account.password not in page
-    assert "A password is stored; leave blank to keep it." in page
+    assert "A password is stored; leave blank to keep it. A new host, port, username or security needs it typed again." in page
 
 
 def test_pages_work_without_javascript(client, admin, app_ctx, imap_account):
@@ -93,3 +93,55 @@ def test_pages_work_without_javascript(client, admin, app_ctx, imap_account):
     response = client.post(f"{IMAP}/{billing.id}/pause", data={"csrf_token": token})
     assert response.status_code == 302 and response.location == IMAP
     assert "paused: no scheduled syncs until resumed" in client.get(IMAP).get_data(as_text=True)
+
+
+def edit_form(client, mailbox, **changes):
+    """The edit form as the browser posts it, password left blank."""
+    form = {
+        "name": mailbox.name, "host": mailbox.host, "port": str(mailbox.port), "security": mailbox.security,
+        "username": mailbox.username, "password": "", "folder": mailbox.folder, "priority": str(mailbox.priority),
+        "company_id": "", "schedule_cron": mailbox.schedule_cron, "filter_query": "", "verify_tls": "y",
+        "process_unread_only": "y", "mark_as_read": "y", "active": "y", "account_id": str(mailbox.id),
+        "csrf_token": csrf_token(client),
+    }
+    if mailbox.allow_plaintext:
+        form["allow_plaintext"] = "y"
+    form.update(changes)
+    return form
+
+
+def test_the_edit_form_needs_the_password_again_for_a_new_server(client, admin, app_ctx, imap_account):
+    from portal.imap.credentials import SECRET_FOR_NEW_SERVER
+
+    mailbox = create_mailbox(imap_account)
+    login(client, "admin@portal.test")
+    refused = client.post(f"{IMAP}/{mailbox.id}/edit", data=edit_form(client, mailbox, host="localhost"))
+    assert refused.status_code == 422 and SECRET_FOR_NEW_SERVER in refused.get_data(as_text=True)
+    saved = client.post(f"{IMAP}/{mailbox.id}/edit", data=edit_form(client, mailbox, folder="Archive"))
+    assert saved.status_code == 302
+
+
+def test_a_page_clone_keeps_the_password_only_for_its_own_server(client, admin, app_ctx, imap_account):
+    from portal.extensions import db
+    from portal.imap.credentials import SECRET_FOR_NEW_SERVER
+    from portal.imap.models import ImapAccount
+
+    mailbox = create_mailbox(imap_account)
+    login(client, "admin@portal.test")
+    cloned = client.post(f"{IMAP}/{mailbox.id}/clone", data={"csrf_token": csrf_token(client)})
+    assert cloned.status_code == 302
+    copy = db.session.get(ImapAccount, int(cloned.location.rstrip("/").split("/")[-2]))
+    refused = client.post(f"{IMAP}/{copy.id}/edit", data=edit_form(client, copy, host="localhost", port="2143"))
+    assert refused.status_code == 422 and SECRET_FOR_NEW_SERVER in refused.get_data(as_text=True)
+
+
+def test_plaintext_sign_in_shows_a_warning(client, admin, app_ctx, imap_account):
+    plaintext = create_mailbox(imap_account)
+    login(client, "admin@portal.test")
+    detail = client.get(f"{IMAP}/{plaintext.id}").get_data(as_text=True)
+    assert "its password crosses the network unencrypted" in detail
+    form = client.get(f"{IMAP}/{plaintext.id}/edit").get_data(as_text=True)
+    assert 'class="plaintext-warning shown"' in form
+    tls = create_mailbox(imap_account, name="Over TLS", security="ssl", port=imap_account.ssl_port, allow_plaintext=False)
+    assert "plaintext-warning" not in client.get(f"{IMAP}/{tls.id}").get_data(as_text=True)
+    assert 'class="plaintext-warning"' in client.get(f"{IMAP}/{tls.id}/edit").get_data(as_text=True)
