@@ -160,6 +160,7 @@ def ticket_schemas() -> dict:
                 "body_text": string(),
                 "body_html": string(description="Untrusted HTML as received"),
                 "message_id": nullable(string(description="Email Message-ID")),
+                "import_notes": nullable(string(description="What the import left out of this message")),
                 "created_at": TIMESTAMP,
                 "attachments": {"type": "array", "items": ref("AttachmentInfo")},
             }
