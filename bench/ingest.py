@@ -168,7 +168,7 @@ class BenchEnvironment:
         with self.app.app_context():
             account = create_account({
                 "name": name, "host": self.dovecot.host, "port": self.dovecot.port,
-                "security": "none", "verify_tls": False, "username": user.username,
+                "security": "none", "allow_plaintext": True, "verify_tls": False, "username": user.username,
                 "password": user.password, "folder": "INBOX", **options,
             })
             account_id = account.id

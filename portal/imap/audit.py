@@ -6,12 +6,12 @@ from ..http import fields_json
 from .models import ProcessedMessage, SyncRun
 
 SYNC_RUN_FIELDS = (
-    "id", "account_id", "trigger", "status", "job_id", "counts", "error", "created_at", "started_at",
+    "id", "account_id", "trigger", "status", "job_id", "retry_of_id", "counts", "error", "created_at", "started_at",
     "finished_at", "duration_ms",
 )
 PROCESSED_MESSAGE_FIELDS = (
     "id", "account_id", "uid_validity", "uid", "message_id", "subject", "from_address", "size", "outcome",
-    "reason", "ticket_id", "attempts", "created_at", "updated_at",
+    "reason", "ticket_id", "attempts", "defects", "created_at", "updated_at",
 )
 
 

@@ -162,6 +162,7 @@ def sync_schemas() -> dict:
                 "trigger": string(enum=RUN_TRIGGERS),
                 "status": string(enum=RUN_STATUSES),
                 "job_id": nullable(string(description="RQ job id")),
+                "retry_of_id": nullable(integer(1, description="The failed run this attempt retries")),
                 "counts": {
                     "type": "object",
                     "description": "Messages per outcome",
@@ -190,6 +191,10 @@ def sync_schemas() -> dict:
                 "reason": nullable(string()),
                 "ticket_id": nullable(ID),
                 "attempts": integer(0),
+                "defects": nullable({
+                    "type": "array", "items": string(),
+                    "description": "What the parser noticed about the message (malformed parts, what it left out)",
+                }),
                 "created_at": TIMESTAMP,
                 "updated_at": TIMESTAMP,
             },
