@@ -77,7 +77,8 @@ def end_idle_session():
 
 
 def start_session(user: User) -> None:
-    session.clear()  # nothing from before the login survives it (session fixation)
+    # No session.clear(): a signed-cookie session has no server-side id to fixate, and what it
+    # holds before login (the form's CSRF token) is ours; pages open in other tabs keep working.
     session.permanent = True  # the cookie's own lifetime is the idle limit (PERMANENT_SESSION_LIFETIME)
     login_user(user)
     session[LAST_SEEN_KEY] = int(time.time())
