@@ -172,7 +172,8 @@ def _messages_context(account: ImapAccount) -> dict:
 def messages(account_id):
     account = account_or_404(account_id)
     if not is_htmx():
-        return redirect(url_for(".detail", account_id=account_id, **request.args))
+        kept = {name: value for name, value in request.args.items() if name != "account_id"}  # the path names the mailbox
+        return redirect(url_for(".detail", account_id=account_id, **kept))
     return render_template("imap/_audit_results.html", account=account, **_messages_context(account))
 
 

@@ -63,7 +63,7 @@ def test_config_refuses_production_without_secret_key(monkeypatch):
     monkeypatch.setenv("PORTAL_ENV", "production")
     with pytest.raises(ConfigError, match="SECRET_KEY is not set"):
         load_config()
-    monkeypatch.setenv("SECRET_KEY", "a-real-secret")
+    monkeypatch.setenv("SECRET_KEY", "a-real-secret-of-at-least-32-bytes!")
     monkeypatch.setenv("SECRET_KEY_FALLBACKS", "old1, old2,")
     config = load_config()
     assert config["SECRET_KEY_FALLBACKS"] == ["old1", "old2"]
