@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import imaplib
 import logging
+import socket
 import ssl
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -246,6 +247,16 @@ class ImapSession:
             pass
         finally:
             self._shutdown()
+
+    def abort(self) -> None:
+        """Shut the socket down from another thread (a deadline, a lost lock): whatever waits
+        on it fails at once. The owning thread still closes the session."""
+        sock = getattr(self._client, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     @property
     def capabilities(self) -> tuple[str, ...]:

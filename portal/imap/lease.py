@@ -7,7 +7,6 @@ heartbeat goes stale (the reaper ends the run). A sync that lost its lock or pas
 stops: the check before each batch write raises SyncStopped, and the heartbeat cuts the IMAP
 connection so that a stalled or trickling server cannot hold the sync past its deadline."""
 import logging
-import socket
 import threading
 import time
 
@@ -94,7 +93,8 @@ class MailboxLease:
         if self.stop_reason is None:
             self.stop_reason = reason
             log.warning("Sync run %s stops: %s", self.run_id, reason)
-            _cut(self._session)
+            if self._session is not None:
+                self._session.abort()
 
     def _renew_lock(self) -> None:
         while not self._done.wait(self.beat):
@@ -120,13 +120,3 @@ class MailboxLease:
                     connection.execute(statement.values(heartbeat_at=utcnow(), worker_name=self.worker_name))
             except SQLAlchemyError as exc:
                 log.warning("Sync run %s: heartbeat not stamped (%s)", self.run_id, exc.__class__.__name__)
-
-
-def _cut(session) -> None:
-    """Shut the IMAP socket down from another thread: whatever waits on it fails at once."""
-    sock = getattr(getattr(session, "_client", None), "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
