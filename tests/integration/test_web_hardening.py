@@ -44,10 +44,10 @@ def test_a_body_over_the_limit_is_a_json_413_on_the_api(api, app):
 
 
 def test_deeply_nested_json_is_a_422(api):
-    api.post("/api/imap/accounts", json=MAILBOX)
+    mailbox_id = api.post("/api/imap/accounts", json=MAILBOX).json["id"]
     nested = "[" * 100_000 + "]" * 100_000
-    routes = [("post", "/api/companies"), ("post", "/api/imap/accounts"), ("put", "/api/imap/accounts/1"),
-              ("post", "/api/imap/accounts/1/clone"), ("post", "/api/users")]
+    routes = [("post", "/api/companies"), ("post", "/api/imap/accounts"), ("put", f"/api/imap/accounts/{mailbox_id}"),
+              ("post", f"/api/imap/accounts/{mailbox_id}/clone"), ("post", "/api/users")]
     for method, path in routes:
         response = getattr(api, method)(path, data=nested, content_type="application/json")
         assert response.status_code == 422, (path, response.status_code)
@@ -88,10 +88,10 @@ def test_no_get_route_answers_500_to_hostile_query_arguments(app, client, api, q
 
 
 def test_api_paging_and_unknown_arguments(api):
-    api.post("/api/imap/accounts", json=MAILBOX)
-    unknown = api.get("/api/imap/accounts/1/messages?account_id=2")
+    mailbox = f"/api/imap/accounts/{api.post('/api/imap/accounts', json=MAILBOX).json['id']}"
+    unknown = api.get(f"{mailbox}/messages?account_id=2")
     assert unknown.status_code == 422 and unknown.json["errors"] == {"account_id": ["Unknown query parameter"]}
-    assert api.get("/api/imap/accounts/1/messages?outcome=imported&page=2&per_page=5").status_code == 200
-    assert api.get("/api/imap/accounts/1/messages?page=1e23").status_code == 422
+    assert api.get(f"{mailbox}/messages?outcome=imported&page=2&per_page=5").status_code == 200
+    assert api.get(f"{mailbox}/messages?page=1e23").status_code == 422
     assert api.get("/api/companies?page=1e23").status_code == 422
-    assert api.get("/api/imap/accounts/1/sync-runs?per_page=1e23").status_code == 422
+    assert api.get(f"{mailbox}/sync-runs?per_page=1e23").status_code == 422
