@@ -20,12 +20,10 @@ from __future__ import annotations
 import imaplib
 import logging
 import socket
-import ssl
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import ContextManager, Iterator, Mapping
 
-from imap_tools import MailBox, MailBoxUnencrypted
 from imap_tools.mailbox import BaseMailBox
 from imap_tools.utils import encode_folder
 
@@ -38,6 +36,18 @@ from .client_errors import (
     refusal,
     response_text,
     translated,
+)
+from .client_limits import (
+    COMMAND_BYTES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_LINE_BYTES,
+    MAX_SEARCH_LINE_BYTES,
+    BoundedIMAP4,
+    BoundedMailBox,
+    BoundedMailBoxUnencrypted,
+    BoundedReads,
+    ImapResponseTooLarge,
+    literal_limit_for,
 )
 from .client_tls import StrictStartTlsMailBox, ssl_context
 from .client_wire import (
@@ -58,21 +68,6 @@ log = logging.getLogger(__name__)
 SEARCH_CHARSET = "US-ASCII"
 #: by default fetch_messages also caps a chunk at this many bytes when sizes are known
 DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
-#: what the portal imports at most (the default of IMAP_MAX_MESSAGE_BYTES)
-DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
-#: longest response line read; a longer one ends the connection (imaplib's own cap is 20 MB)
-MAX_LINE_BYTES = 1024 * 1024
-#: longest line while a UID SEARCH answers: one line holds every UID (about 1.2 million)
-MAX_SEARCH_LINE_BYTES = 8 * 1024 * 1024
-#: everything one command may read besides its message literals (status lines,
-#: untagged responses, folder lists)
-COMMAND_BYTES = 8 * 1024 * 1024
-
-
-def literal_limit_for(max_message_bytes: int) -> int:
-    """Largest literal read for a mailbox whose messages may be ``max_message_bytes``:
-    that plus slack for servers whose RFC822.SIZE is a little off."""
-    return max_message_bytes + max_message_bytes // 4 + 64 * 1024
 
 __all__ = [
     "ImapError", "ImapConnectError", "ImapAuthError", "ImapResponseTooLarge", "literal_limit_for",
@@ -104,90 +99,6 @@ class ConnectionSettings:
     ca_file: str | None = None  # extra CA bundle, trusted in addition to the system CAs
     #: largest literal (a message) read from the server, whatever size it declared
     max_literal_bytes: int = literal_limit_for(DEFAULT_MAX_MESSAGE_BYTES)
-
-
-class ImapResponseTooLarge(ImapConnectError):
-    """The server sent more than the client reads (a literal or line above its cap,
-    or a command's answer above its budget); the connection is dropped unread."""
-
-
-# ------------------------------------------------------------- bounded reads
-class _BoundedReads:
-    """imaplib client whose reads have a ceiling, whatever the server declares.
-
-    imaplib reads a literal with ``read(N)`` for the N the server announces and
-    lines with ``readline``; both are capped here, and every command gets a byte
-    budget for all it reads (reset in ``_command``).  Exceeding any of them raises
-    :class:`ImapResponseTooLarge` before the bytes are read: nothing is buffered."""
-
-    host: str
-    port: int
-
-    def _set_limits(self, max_literal_bytes: int) -> None:
-        self.max_literal_bytes = max_literal_bytes
-        self.max_line_bytes = MAX_LINE_BYTES
-        self.next_command_budget: int | None = None  # set just before a big FETCH
-        self._budget = COMMAND_BYTES + max_literal_bytes  # the greeting and CAPABILITY
-
-    def _command(self, name, *args):
-        self._budget = self.next_command_budget or COMMAND_BYTES + self.max_literal_bytes
-        self.next_command_budget = None
-        return super()._command(name, *args)
-
-    def _too_large(self, what: str) -> ImapResponseTooLarge:
-        return ImapResponseTooLarge(f"Server {self.host}:{self.port} sent {what}; connection closed unread")
-
-    def read(self, size: int) -> bytes:
-        if size > self.max_literal_bytes:
-            raise self._too_large(f"a literal of {size:,} bytes (this mailbox reads at most "
-                                  f"{self.max_literal_bytes:,}: IMAP_MAX_MESSAGE_BYTES and slack)")
-        self._spend(size)
-        return super().read(size)
-
-    def readline(self) -> bytes:
-        line = self.file.readline(self.max_line_bytes + 1)
-        if len(line) > self.max_line_bytes:
-            raise self._too_large(f"a response line longer than {self.max_line_bytes:,} bytes")
-        self._spend(len(line))
-        return line
-
-    def _spend(self, size: int) -> None:
-        self._budget -= size
-        if self._budget < 0:
-            raise self._too_large("more data for one command than the messages it asked for can hold")
-
-
-class _BoundedIMAP4(_BoundedReads, imaplib.IMAP4):
-    def __init__(self, host: str, port: int, timeout: float, max_literal_bytes: int) -> None:
-        self._set_limits(max_literal_bytes)
-        super().__init__(host, port, timeout)
-
-
-class _BoundedIMAP4_SSL(_BoundedReads, imaplib.IMAP4_SSL):
-    def __init__(self, host: str, port: int, timeout: float, max_literal_bytes: int,
-                 context: ssl.SSLContext) -> None:
-        self._set_limits(max_literal_bytes)
-        super().__init__(host, port, ssl_context=context, timeout=timeout)
-
-
-class _BoundedMailBox(MailBox):
-    def __init__(self, host: str, port: int, timeout: float, context: ssl.SSLContext,
-                 max_literal_bytes: int) -> None:
-        self._max_literal_bytes = max_literal_bytes
-        super().__init__(host, port, timeout=timeout, ssl_context=context)
-
-    def _get_mailbox_client(self) -> imaplib.IMAP4:
-        return _BoundedIMAP4_SSL(self._host, self._port, self._timeout, self._max_literal_bytes,
-                                 self._ssl_context)
-
-
-class _BoundedMailBoxUnencrypted(MailBoxUnencrypted):
-    def __init__(self, host: str, port: int, timeout: float, max_literal_bytes: int) -> None:
-        self._max_literal_bytes = max_literal_bytes
-        super().__init__(host, port, timeout=timeout)
-
-    def _get_mailbox_client(self) -> imaplib.IMAP4:
-        return _BoundedIMAP4(self._host, self._port, self._timeout, self._max_literal_bytes)
 
 
 @dataclass
@@ -396,7 +307,7 @@ class ImapSession:
     def _long_lines(self, max_line_bytes: int) -> Iterator[None]:
         """Lines up to ``max_line_bytes`` (and a budget to match) for the commands inside."""
         client = self._client
-        if not isinstance(client, _BoundedReads):
+        if not isinstance(client, BoundedReads):
             yield
             return
         client.max_line_bytes = max_line_bytes
@@ -424,7 +335,7 @@ class ImapSession:
         for key in ("FETCH", "EXPUNGE", "EXPUNGEISSUED", "VANISHED"):  # stale ones
             ur.pop(key, None)
         with self._failing(FETCH):
-            if budget is not None and isinstance(client, _BoundedReads):
+            if budget is not None and isinstance(client, BoundedReads):
                 client.next_command_budget = budget
             typ, data = client.uid("FETCH", compress_uids(uids), items)
         popped = [ur.pop(key, None) for key in ("EXPUNGE", "EXPUNGEISSUED", "VANISHED")]
@@ -537,14 +448,14 @@ def connect(settings: ConnectionSettings) -> ImapSession:
     max_literal = int(settings.max_literal_bytes)
     with translated(CONNECT, settings, connected=False):
         if security == "none":
-            mailbox: BaseMailBox = _BoundedMailBoxUnencrypted(host, port, timeout, max_literal)
+            mailbox: BaseMailBox = BoundedMailBoxUnencrypted(host, port, timeout, max_literal)
         else:
             context = ssl_context(verify=settings.verify_tls, ca_file=settings.ca_file)
             if security == "ssl":
-                mailbox = _BoundedMailBox(host, port, timeout, context, max_literal)
+                mailbox = BoundedMailBox(host, port, timeout, context, max_literal)
             else:
                 mailbox = StrictStartTlsMailBox(
-                    host, port, context, lambda: _BoundedIMAP4(host, port, timeout, max_literal))
+                    host, port, context, lambda: BoundedIMAP4(host, port, timeout, max_literal))
     session = ImapSession(mailbox, settings)
     try:
         session._login()

@@ -6,14 +6,18 @@ or a group ``{"all"|"any"|"none": [node, ...]}``. See docs/imap-filters.md.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import time
-from collections import OrderedDict
 
-import regex
-from regex import _regex_core
+from .filter_regex import (
+    MAX_FILTER_PATTERN_SIZE,
+    MAX_PATTERN_SIZE,
+    REGEX_BUDGET_SECONDS,
+    RegexBudget,
+    RegexBudgetExceeded,
+    compiled,
+    inspect_pattern,
+)
 
 HEADER_PREFIX = "headers."
 
@@ -44,12 +48,6 @@ GROUP_KEYS = ("all", "any", "none")
 MAX_DEPTH = 20
 MAX_NODES = 500
 MAX_PATTERN_LENGTH = 500
-# Sizes of patterns are counted in expanded steps (see _expanded_size); a step of the compiled
-# engine costs about 270 bytes, so a pattern at the limit compiles to about 3 MB.
-MAX_PATTERN_SIZE = 10_000
-MAX_FILTER_PATTERN_SIZE = 50_000  # all the patterns of one filter together
-PATTERN_CACHE_SIZE = 200_000  # compiled patterns kept across filters, in the same steps
-REGEX_BUDGET_SECONDS = 0.25  # CPU time for all regex work on one message: every condition and value
 
 
 class FilterError(ValueError):
@@ -85,7 +83,7 @@ def validate(obj) -> list[str]:
     if budget[0] < 0:
         errors.append(("", f"filter has too many conditions and groups (the limit is {MAX_NODES})"))
     elif not errors:
-        total = sum(_inspect_pattern(pattern)[0] for pattern in _patterns(obj))
+        total = sum(inspect_pattern(pattern)[0] for pattern in _patterns(obj))
         if total > MAX_FILTER_PATTERN_SIZE:
             errors.append(("", f"the filter's regular expressions are too large together (about {total:,} "
                                f"steps; the limit is {MAX_FILTER_PATTERN_SIZE:,})"))
@@ -188,7 +186,7 @@ def _check_value(op, value):
         if len(value) > MAX_PATTERN_LENGTH:
             return (f"operator '{op}' pattern is too long ({len(value)} characters; "
                     f"the limit is {MAX_PATTERN_LENGTH})")
-        size, problem = _inspect_pattern(value)
+        size, problem = inspect_pattern(value)
         if problem:
             return f"operator '{op}' has an invalid regular expression: {problem}"
         if size > MAX_PATTERN_SIZE:
@@ -196,64 +194,6 @@ def _check_value(op, value):
                     f"(the limit is {MAX_PATTERN_SIZE:,}); counted repeats nested in each other multiply, "
                     "as in (?:a{100}){100}")
     return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _inspect_pattern(pattern: str) -> tuple[int, str | None]:
-    """(expanded size, problem or None). Measured before anything is compiled, and a pattern
-    over the size limit is never compiled: the engine expands nested counted repeats at
-    compile time, and (?:(?:a{1000}){1000}){1000} alone would take gigabytes."""
-    try:
-        size = _expanded_size(pattern)
-        if size <= MAX_PATTERN_SIZE:
-            _compiled(pattern, False)
-    except regex.error as exc:
-        return 0, str(exc)
-    except ValueError as exc:  # conflicting flags, e.g. (?a)(?u)
-        return 0, str(exc)
-    except RecursionError:
-        return 0, "groups are nested too deeply"
-    return size, None
-
-
-def _expanded_size(pattern: str) -> int:
-    """How many steps the engine's compiled form of ``pattern`` has, about: a repeat counts
-    its body times its largest finite count, so nested counted repeats multiply.
-
-    Read off the engine's own parse tree (the first half of regex.compile, which builds no
-    program), so scoped flags, verbose comments and sets mean exactly what they mean to the
-    compiler. Raises regex.error like regex.compile."""
-    flags = 0
-    while True:
-        source = _regex_core.Source(pattern)
-        info = _regex_core.Info(flags, source.char_type, {})
-        source.ignore_space = bool(info.flags & regex.VERBOSE)
-        try:
-            tree = _regex_core._parse_pattern(source, info)
-            break
-        except _regex_core._UnscopedFlagSet:  # a global flag seen late: parse again with it
-            flags = info.global_flags
-    if not source.at_end():
-        raise regex.error("unbalanced parenthesis", pattern, source.pos)
-    return _node_size(tree)
-
-
-def _node_size(node) -> int:
-    children = [child for value in vars(node).values() for child in _nodes_in(value)]
-    if not children:
-        return 1
-    size = sum(_node_size(child) for child in children)
-    if hasattr(node, "min_count"):  # GreedyRepeat, LazyRepeat, PossessiveRepeat
-        size *= max(node.min_count, node.max_count or 0, 1)
-    return size
-
-
-def _nodes_in(value):
-    if isinstance(value, _regex_core.RegexBase):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _nodes_in(item)
 
 
 def _is_number(value) -> bool:
@@ -325,30 +265,13 @@ def evaluate(filter, context: dict) -> bool:
         raise FilterError(errors)
     if not filter:
         return True
-    return _eval(filter, context, _RegexBudget(REGEX_BUDGET_SECONDS))
+    try:
+        return _eval(filter, context, RegexBudget(REGEX_BUDGET_SECONDS))
+    except RegexBudgetExceeded:
+        raise FilterTimeout() from None
 
 
-class _RegexBudget:
-    """One deadline for all the regex searches of one message. It runs on the clock the
-    engine's own `timeout` runs on (seen here: the process's CPU time), so that a busy
-    machine stretches both alike."""
-
-    __slots__ = ("deadline",)
-
-    def __init__(self, seconds: float):
-        self.deadline = time.process_time() + seconds
-
-    def search(self, pattern, text: str) -> bool:
-        left = self.deadline - time.process_time()
-        if left <= 0:
-            raise FilterTimeout()
-        try:
-            return pattern.search(text, timeout=left) is not None
-        except TimeoutError:
-            raise FilterTimeout() from None
-
-
-def _eval(node, ctx, budget: _RegexBudget) -> bool:
+def _eval(node, ctx, budget: RegexBudget) -> bool:
     if "field" not in node:
         # Each group key present must pass.
         if "all" in node and not all(_eval(c, ctx, budget) for c in node["all"]):
@@ -371,7 +294,7 @@ def _eval(node, ctx, budget: _RegexBudget) -> bool:
     negated = op.startswith("not_")
     positive = op[4:] if negated else op
     if positive == "matches":
-        pattern = _compiled(expected, cs)
+        pattern = compiled(expected, cs)
         hit = any(text is not None and budget.search(pattern, text) for text in map(_text, items))
     else:
         test = _TESTS[positive]
@@ -450,44 +373,6 @@ def _compare(sign):
         number = None if isinstance(actual, bool) else _number(actual)
         return number is not None and (number - expected) * sign > 0
     return test
-
-
-class _PatternCache:
-    """Compiled patterns, least recently used out first, bounded by their total size in
-    steps (not by their number: one large pattern weighs as much as thousands of small ones)."""
-
-    def __init__(self, budget: int):
-        self.budget = budget
-        self.entries: OrderedDict[tuple[str, bool], tuple[object, int]] = OrderedDict()
-        self.size = 0
-        self.compiles = 0
-
-    def get(self, pattern: str, case_sensitive: bool):
-        key = (pattern, case_sensitive)
-        entry = self.entries.get(key)
-        if entry is not None:
-            self.entries.move_to_end(key)
-            return entry[0]
-        size = _expanded_size(pattern)
-        if size > MAX_PATTERN_SIZE:  # validation rejects these; never compile one
-            raise regex.error(f"pattern is too large ({size} steps)")
-        compiled = regex.compile(pattern, 0 if case_sensitive else regex.IGNORECASE)
-        self.compiles += 1
-        self.entries[key] = (compiled, size)
-        self.size += size
-        while self.size > self.budget and len(self.entries) > 1:
-            _, (_, dropped) = self.entries.popitem(last=False)
-            self.size -= dropped
-        return compiled
-
-    def clear(self) -> None:
-        self.entries.clear()
-        self.size = 0
-        self.compiles = 0
-
-
-_pattern_cache = _PatternCache(PATTERN_CACHE_SIZE)
-_compiled = _pattern_cache.get
 
 
 _TESTS = {

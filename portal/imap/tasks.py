@@ -12,7 +12,7 @@ from ..extensions import db, get_queue, get_redis
 from ..models import utcnow
 from . import audit, maintenance, runs
 from .importer import sync_account
-from .lease import MailboxLease, lock_key  # noqa: F401  (lock_key: the lock's name, for callers)
+from .lease import MailboxLease
 from .models import ImapAccount, SyncRun, task_id_for
 from .run_errors import describe_error
 from .scheduling import SYNC_FUNC

@@ -10,7 +10,7 @@ from sqlalchemy import select, text
 from portal.extensions import db, get_redis
 from portal.imap import ticket_writer
 from portal.imap.lease import LOST_LOCK, lock_key
-from portal.imap.models import ProcessedMessage, SyncRun
+from portal.imap.models import ProcessedMessage
 from tests.faults.conftest import mails
 from tests.faults.reconciliation import assert_reconciled
 from tests.integration.imap_helpers import create_mailbox, sync

@@ -10,7 +10,6 @@ import time
 import psutil
 import pytest
 from rq import Queue
-from sqlalchemy import select
 
 from portal.extensions import db, get_redis, get_scheduler
 from portal.imap.lease import lock_key

@@ -252,7 +252,7 @@ def test_wrong_password_error_never_contains_the_password(app_ctx, imap_account)
 
 def test_lock_makes_a_second_concurrent_sync_skip(app_ctx, imap_account, mailbox):
     from portal.extensions import get_redis
-    from portal.imap.tasks import lock_key
+    from portal.imap.lease import lock_key
 
     imap_account.append(make_email())
     get_redis().set(lock_key(mailbox.id), "someone-else", ex=60)
