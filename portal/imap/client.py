@@ -28,6 +28,13 @@ from imap_tools.mailbox import BaseMailBox
 from imap_tools.utils import encode_folder
 
 from .client_errors import (
+    CONNECT,
+    FETCH,
+    LIST,
+    LOGIN,
+    MARK_SEEN,
+    SEARCH,
+    SELECT,
     ImapAuthError,
     ImapConnectError,
     ImapError,
@@ -42,16 +49,16 @@ from .client_limits import (
     DEFAULT_MAX_MESSAGE_BYTES,
     MAX_LINE_BYTES,
     MAX_SEARCH_LINE_BYTES,
-    BoundedIMAP4,
-    BoundedMailBox,
-    BoundedMailBoxUnencrypted,
     BoundedReads,
     ImapResponseTooLarge,
     literal_limit_for,
+    open_mailbox,
 )
-from .client_tls import StrictStartTlsMailBox, ssl_context
 from .client_wire import (
+    FetchedMessage,
     FetchItem,
+    FolderState,
+    MessageInfo,
     body_batches,
     chunks,
     clean_uids,
@@ -75,15 +82,6 @@ __all__ = [
     "ImapSession", "connect", "test_connection", "compress_uids",
 ]
 
-CONNECT = Operation("connecting")
-LOGIN = Operation("logging in", refused="Login failed for user {user}", refused_error=ImapAuthError,
-                  login=True, dropped="Connection to {where} closed during login")
-LIST = Operation("listing folders")
-SELECT = Operation("opening folder '{folder}'", refused="Could not open folder '{folder}'",
-                   readonly="Folder '{folder}' can only be opened read-only")
-SEARCH = Operation("searching", refused="Search failed in folder '{folder}'")
-FETCH = Operation("fetching messages", refused="Fetching messages from '{folder}' failed")
-MARK_SEEN = Operation("marking messages as seen", refused="Marking messages as seen in '{folder}' failed")
 
 
 # ---------------------------------------------------------------- data types
@@ -99,28 +97,6 @@ class ConnectionSettings:
     ca_file: str | None = None  # extra CA bundle, trusted in addition to the system CAs
     #: largest literal (a message) read from the server, whatever size it declared
     max_literal_bytes: int = literal_limit_for(DEFAULT_MAX_MESSAGE_BYTES)
-
-
-@dataclass
-class FolderState:
-    uidvalidity: int
-    uidnext: int | None
-    exists: int
-
-
-@dataclass
-class FetchedMessage:
-    uid: int
-    flags: tuple[str, ...]
-    size: int  # RFC822.SIZE as the server reports it (len(raw) if it sent none)
-    raw: bytes = field(repr=False)
-
-
-@dataclass
-class MessageInfo:
-    uid: int
-    flags: tuple[str, ...]
-    size: int  # RFC822.SIZE, the real size
 
 
 # ------------------------------------------------------------ the connection
@@ -447,15 +423,8 @@ def connect(settings: ConnectionSettings) -> ImapSession:
     timeout = float(settings.timeout)
     max_literal = int(settings.max_literal_bytes)
     with translated(CONNECT, settings, connected=False):
-        if security == "none":
-            mailbox: BaseMailBox = BoundedMailBoxUnencrypted(host, port, timeout, max_literal)
-        else:
-            context = ssl_context(verify=settings.verify_tls, ca_file=settings.ca_file)
-            if security == "ssl":
-                mailbox = BoundedMailBox(host, port, timeout, context, max_literal)
-            else:
-                mailbox = StrictStartTlsMailBox(
-                    host, port, context, lambda: BoundedIMAP4(host, port, timeout, max_literal))
+        mailbox = open_mailbox(security, host, port, timeout, max_literal,
+                               verify_tls=settings.verify_tls, ca_file=settings.ca_file)
     session = ImapSession(mailbox, settings)
     try:
         session._login()

@@ -170,3 +170,15 @@ def translated(op: Operation, settings: "ConnectionSettings", *, connected: bool
         if on_connection_lost is not None and isinstance(err, ImapConnectError):
             on_connection_lost()
         raise err from None
+
+
+# The words each command's errors use.
+CONNECT = Operation("connecting")
+LOGIN = Operation("logging in", refused="Login failed for user {user}", refused_error=ImapAuthError,
+                  login=True, dropped="Connection to {where} closed during login")
+LIST = Operation("listing folders")
+SELECT = Operation("opening folder '{folder}'", refused="Could not open folder '{folder}'",
+                   readonly="Folder '{folder}' can only be opened read-only")
+SEARCH = Operation("searching", refused="Search failed in folder '{folder}'")
+FETCH = Operation("fetching messages", refused="Fetching messages from '{folder}' failed")
+MARK_SEEN = Operation("marking messages as seen", refused="Marking messages as seen in '{folder}' failed")

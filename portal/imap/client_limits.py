@@ -9,6 +9,7 @@ import ssl
 from imap_tools import MailBox, MailBoxUnencrypted
 
 from .client_errors import ImapConnectError
+from .client_tls import StrictStartTlsMailBox, ssl_context
 
 #: what the portal imports at most (the default of IMAP_MAX_MESSAGE_BYTES)
 DEFAULT_MAX_MESSAGE_BYTES = 25 * 1024 * 1024
@@ -108,3 +109,14 @@ class BoundedMailBoxUnencrypted(MailBoxUnencrypted):
 
     def _get_mailbox_client(self) -> imaplib.IMAP4:
         return BoundedIMAP4(self._host, self._port, self._timeout, self._max_literal_bytes)
+
+
+def open_mailbox(security: str, host: str, port: int, timeout: float, max_literal: int, *,
+                 verify_tls: bool, ca_file: str | None):
+    """The imap-tools mailbox for a security mode ('ssl', 'starttls', 'none'), its reads capped."""
+    if security == "none":
+        return BoundedMailBoxUnencrypted(host, port, timeout, max_literal)
+    context = ssl_context(verify=verify_tls, ca_file=ca_file)
+    if security == "ssl":
+        return BoundedMailBox(host, port, timeout, context, max_literal)
+    return StrictStartTlsMailBox(host, port, context, lambda: BoundedIMAP4(host, port, timeout, max_literal))

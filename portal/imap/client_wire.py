@@ -9,12 +9,35 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Mapping
 
 from imap_tools.imap_utf7 import utf7_decode
 
 log = logging.getLogger(__name__)
+
+
+# What the session hands back.
+@dataclass
+class FolderState:
+    uidvalidity: int
+    uidnext: int | None
+    exists: int
+
+
+@dataclass
+class FetchedMessage:
+    uid: int
+    flags: tuple[str, ...]
+    size: int  # RFC822.SIZE as the server reports it (len(raw) if it sent none)
+    raw: bytes = field(repr=False)
+
+
+@dataclass
+class MessageInfo:
+    uid: int
+    flags: tuple[str, ...]
+    size: int  # RFC822.SIZE, the real size
 
 
 # ------------------------------------------------------------------ UID sets
