@@ -5,6 +5,7 @@ from portal import crypto
 from portal.extensions import db
 from portal.imap.models import ImapAccount, ProcessedMessage
 from portal.models import Ticket
+from tests.support.loopback_server import LoopbackServer
 
 
 def create_mailbox(imap_account, **fields) -> ImapAccount:
@@ -49,61 +50,35 @@ def tickets() -> list[Ticket]:
     return list(db.session.scalars(select(Ticket).order_by(Ticket.id)))
 
 
-class RecordingServer:
+class RecordingServer(LoopbackServer):
     """A pretend IMAP server on 127.0.0.1 that records every connection and every byte it is
     sent, and refuses every command: the attacker's server a stolen secret would go to."""
 
     def __init__(self, greeting: bytes = b"* OK ready\r\n"):
-        import socket
-        import threading
-
         self.greeting = greeting
         self.connections = 0
         self.received = bytearray()
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self._socket.settimeout(0.2)
-        self.host, self.port = self._socket.getsockname()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    def _serve(self):
-        import socket
-
-        while not self._stop.is_set():
+    def handle(self, conn):
+        self.connections += 1
+        with conn:
+            conn.settimeout(2)
             try:
-                conn, _ = self._socket.accept()
-            except (socket.timeout, OSError):
-                continue
-            self.connections += 1
-            with conn:
-                conn.settimeout(2)
-                try:
-                    conn.sendall(self.greeting)
-                    buffer = b""
-                    while not self._stop.is_set():
-                        chunk = conn.recv(4096)
-                        if not chunk:
-                            break
-                        self.received += chunk
-                        buffer += chunk
-                        while b"\r\n" in buffer:
-                            line, buffer = buffer.split(b"\r\n", 1)
-                            tag, _, command = line.partition(b" ")
-                            if command.upper().startswith(b"CAPABILITY"):
-                                conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
-                            else:
-                                conn.sendall(tag + b" NO refused\r\n")
-                except OSError:
-                    pass
-
-    def close(self):
-        self._stop.set()
-        self._socket.close()
-        self._thread.join(timeout=3)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+                conn.sendall(self.greeting)
+                buffer = b""
+                while not self.stopping:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    self.received += chunk
+                    buffer += chunk
+                    while b"\r\n" in buffer:
+                        line, buffer = buffer.split(b"\r\n", 1)
+                        tag, _, command = line.partition(b" ")
+                        if command.upper().startswith(b"CAPABILITY"):
+                            conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+                        else:
+                            conn.sendall(tag + b" NO refused\r\n")
+            except OSError:
+                pass

@@ -16,6 +16,8 @@ from __future__ import annotations
 import socket
 import threading
 
+from tests.support.loopback_server import LoopbackServer
+
 MESSAGE = (
     b"From: Jane <jane@example.com>\r\nTo: support@example.com\r\nSubject: honest\r\n"
     b"Message-ID: <honest@example.com>\r\n\r\nHello.\r\n"
@@ -23,7 +25,7 @@ MESSAGE = (
 _CHUNK = b"A" * 65536
 
 
-class LyingImapServer:
+class LyingImapServer(LoopbackServer):
     def __init__(self, mode: str = "big_literal", *, literal_bytes: int = 60 * 1024 * 1024,
                  line_bytes: int = 60 * 1024 * 1024, messages: int = 200):
         self.mode = mode
@@ -31,21 +33,10 @@ class LyingImapServer:
         self.line_bytes = line_bytes
         self.messages = messages if mode == "many_literals" else 1
         self.sent = 0  # bytes of lies sent before the client hung up
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self._socket.settimeout(0.2)
-        self.host, self.port = self._socket.getsockname()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    # -------------------------------------------------------------- serving
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._socket.accept()
-            except (socket.timeout, OSError):
-                continue
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+    def handle(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._session, args=(conn,), daemon=True).start()
 
     def _session(self, conn: socket.socket) -> None:
         with conn:
@@ -53,7 +44,7 @@ class LyingImapServer:
             try:
                 conn.sendall(b"* OK [CAPABILITY IMAP4rev1] lying server ready\r\n")
                 buffer = b""
-                while not self._stop.is_set():
+                while not self.stopping:
                     chunk = conn.recv(65536)
                     if not chunk:
                         return
@@ -120,23 +111,13 @@ class LyingImapServer:
     def _stream(self, conn: socket.socket, total: int, unit: bytes) -> None:
         piece = unit * max(1, 65536 // len(unit))
         left = total
-        while left > 0 and not self._stop.is_set():
+        while left > 0 and not self.stopping:
             part = piece[:left]
             conn.sendall(part)
             self.sent += len(part)
             left -= len(part)
 
     # ------------------------------------------------------------- lifetime
-    def close(self) -> None:
-        self._stop.set()
-        self._socket.close()
-        self._thread.join(timeout=3)
-
-    def __enter__(self) -> "LyingImapServer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _uids(uid_set: bytes) -> list[int]:
