@@ -74,7 +74,7 @@ FIELDS = (
     ),
     Field("verify_tls", BOOLEAN, label="Verify TLS certificate", default=True),
     Field(
-        "allow_plaintext", BOOLEAN, label="Allow plaintext sign-in (the password crosses the network unencrypted)",
+        "allow_plaintext", BOOLEAN, label="Allow plaintext sign-in",
         default=False, description="Required with security 'none' (422 otherwise): the password is sent unencrypted",
         help="Needed with security None; only for a server on a network you trust.",
     ),
