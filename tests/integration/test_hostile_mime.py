@@ -162,7 +162,7 @@ def _shown_to_people(client, mailbox, message: TicketMessage) -> None:
     """The ticket page and the ticket JSON say what was left out; the audit page shows defects."""
     login(client, "admin@portal.test")
     page = client.get(f"/tickets/{message.ticket_id}").get_data(as_text=True)
-    assert "Not everything of this email was imported" in page
+    assert "Noted on import" in page
     assert "4,001 more MIME parts were not imported (limit 1,000)" in page
     ticket = client.get(f"/api/tickets/{message.ticket_id}").json
     assert "4,001 more MIME parts" in ticket["messages"][0]["import_notes"]
