@@ -13,7 +13,7 @@ os.environ["DATABASE_URL"] = DATABASE_URL
 os.environ["REDIS_URL"] = TEST_REDIS_URL
 os.environ.setdefault("SECRET_KEY", "test-secret-key-0123456789abcdef")
 
-pytest_plugins = ["tests.support.dovecot"]
+pytest_plugins = ["tests.support.dovecot", "tests.support.oauth_server"]
 
 TEST_CONFIG = {
     "SECRET_KEY": os.environ["SECRET_KEY"],
