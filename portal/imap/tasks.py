@@ -131,11 +131,10 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
         # A stop (lost lock, deadline) cuts the connection: say why, not what the cut broke.
         error = lease.stop_reason or describe_error(exc)
         log.warning("imap_sync:%s failed: %s", account_id, error)
-        runs.finish(run.id, account_id, "failed", error)  # keeps the counts committed batch by batch
+        finished = runs.finish(run.id, account_id, "failed", error)  # keeps the counts committed batch by batch
         if raise_errors:
             raise
-        db.session.expire_all()
-        return audit.sync_run_json(db.session.get(SyncRun, run.id))
+        return finished
     error = "; ".join(result.errors[:5]) or None
     return runs.finish(run.id, account_id, result.status, error, result.counts)
 

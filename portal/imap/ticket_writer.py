@@ -59,7 +59,7 @@ def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessa
     """INSERT everything the decisions describe, inside the caller's transaction; returns the
     decisions written. An audit row that exists is updated only when it may be decided again
     (see may_redecide); a decision about any other recorded UID is dropped, ticket and all."""
-    decisions = [d for d in decisions if d.uid not in existing or may_redecide(existing[d.uid], account)]
+    decisions = [d for d in decisions if _may_write(d, existing, account)]
     # Core statements on the session's connection: the ORM's per-row bookkeeping is what
     # an import of thousands of messages cannot afford.
     connection = db.session.connection()
@@ -80,6 +80,14 @@ def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessa
     _touch_replied_tickets([d.target for d in adding if not isinstance(d.target, NewTicket)])
     _write_audit(account, decisions, existing)
     return decisions
+
+
+def _may_write(decision: Decision, existing: dict[int, ProcessedMessage], account) -> bool:
+    row = existing.get(decision.uid)
+    if row is None or may_redecide(row, account):
+        return True
+    log.warning("Mailbox %s: UID %s is recorded as %s; left as it is", account.id, decision.uid, row.outcome)
+    return False
 
 
 def may_redecide(row: ProcessedMessage, account) -> bool:
@@ -207,10 +215,7 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
             "updated_at": now,
             **audit_values(d.email),
         }
-        row = existing.get(d.uid)
-        if row is not None and not may_redecide(row, account):
-            log.warning("Mailbox %s: UID %s is recorded as %s; left as it is", account.id, d.uid, row.outcome)
-            continue
+        row = existing.get(d.uid)  # write() let through only rows that may be decided again
         if row is None:
             inserts.append(
                 {"account_id": account.id, "uid_validity": account.uid_validity, "uid": d.uid, "attempts": 1, "created_at": now, **AUDIT_DEFAULTS, **values}

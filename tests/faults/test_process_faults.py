@@ -39,15 +39,6 @@ def start_process(app):
             processes.stop(proc)
 
 
-def wait_for(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL the worker and its work horse: nothing gets to clean up."""
@@ -67,13 +58,13 @@ def test_worker_killed_mid_sync(app_ctx, imap_account, fast_lease, start_process
     mailbox = create_mailbox(imap_account)
     run = enqueue_sync(mailbox)
     worker = start_process("worker.py")
-    assert wait_for(lambda: db.session.get(SyncRun, run.id).counts, timeout=60), "the sync never got going"
+    assert processes.wait_for(lambda: db.session.get(SyncRun, run.id).counts, timeout=60), "the sync never got going"
     kill_tree(worker)
     killed_at = time.monotonic()
     assert db.session.get(SyncRun, run.id).status == "running"
     start_process("scheduler.py", "--interval", "0.5")  # its housekeeping reaps the run
-    assert wait_for(lambda: not get_redis().exists(lock_key(mailbox.id)), timeout=60)
-    assert wait_for(lambda: db.session.get(SyncRun, run.id).status == "failed", timeout=60)
+    assert processes.wait_for(lambda: not get_redis().exists(lock_key(mailbox.id)), timeout=60)
+    assert processes.wait_for(lambda: db.session.get(SyncRun, run.id).status == "failed", timeout=60)
     assert time.monotonic() - killed_at < 60
     assert db.session.get(SyncRun, run.id).error.startswith("Worker stopped")
     assert sync(mailbox)["status"] == "succeeded"
@@ -90,7 +81,7 @@ def test_two_workers_racing_on_one_mailbox(app_ctx, imap_account, fast_lease, st
     start_process("worker.py", "--burst")
     start_process("worker.py", "--burst")
     ended = ("succeeded", "skipped", "failed")
-    assert wait_for(lambda: all(db.session.get(SyncRun, r.id).status in ended for r in (first, second)), timeout=90)
+    assert processes.wait_for(lambda: all(db.session.get(SyncRun, r.id).status in ended for r in (first, second)), timeout=90)
     statuses = sorted(db.session.get(SyncRun, r.id).status for r in (first, second))
     assert statuses == ["skipped", "succeeded"]
     skipped = next(db.session.get(SyncRun, r.id) for r in (first, second) if db.session.get(SyncRun, r.id).status == "skipped")
@@ -115,7 +106,7 @@ def private_redis(app):
     app.extensions.pop("portal_redis", None)
     try:
         with app.app_context():
-            assert wait_for(lambda: _pings(), timeout=10)
+            assert processes.wait_for(lambda: _pings(), timeout=10)
         yield url
     finally:
         app.config["REDIS_URL"] = saved
@@ -137,11 +128,11 @@ def test_redis_flushed_schedules_come_back_and_syncs_complete(app_ctx, imap_acco
     mailbox = create_mailbox(imap_account, schedule_cron="0 0 1 1 *")
     start_process("scheduler.py", "--interval", "0.5", REDIS_URL=private_redis, IMAP_HOUSEKEEPING_SECONDS=30)
     scheduler = get_scheduler()
-    assert wait_for(lambda: job_id_for(mailbox.id) in scheduler, timeout=20)
+    assert processes.wait_for(lambda: job_id_for(mailbox.id) in scheduler, timeout=20)
     get_redis().flushall()
     flushed_at = time.monotonic()
     # Back long before the 30 s housekeeping tick: the scheduler saw the cron jobs missing.
-    assert wait_for(lambda: job_id_for(mailbox.id) in scheduler, timeout=20)
+    assert processes.wait_for(lambda: job_id_for(mailbox.id) in scheduler, timeout=20)
     assert time.monotonic() - flushed_at < 20
     assert sync(mailbox)["status"] == "succeeded"
     assert_reconciled(mailbox, uids)

@@ -1,6 +1,5 @@
 """End to end: `python worker.py` and `python scheduler.py` as real processes import mail on a cron schedule."""
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -27,15 +26,6 @@ def start_process(app):
         processes.stop(proc)
 
 
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        db.session.expire_all()
-        if predicate():
-            return True
-        time.sleep(0.25)
-    return False
-
 
 def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_account, start_process):
     imap_account.append(make_email(subject="Scheduled import"))
@@ -56,14 +46,14 @@ def test_worker_and_scheduler_processes_import_on_schedule(api, app_ctx, imap_ac
     scheduler_proc = start_process("scheduler.py", "--interval", "0.5")
     worker_proc = start_process("worker.py")
     scheduler = get_scheduler()
-    assert wait_for(lambda: "imap_sync-%d" % created["id"] in scheduler, timeout=20), "scheduler did not reconcile"
+    assert processes.wait_for(lambda: "imap_sync-%d" % created["id"] in scheduler, timeout=20), "scheduler did not reconcile"
     # Bring the next cron tick forward so the test need not wait for the minute to turn.
     job = next(j for j in scheduler.get_jobs() if j.id == "imap_sync-%d" % created["id"])
     scheduler.change_execution_time(job, datetime.now(timezone.utc).replace(tzinfo=None) + timedelta(seconds=1))
-    assert wait_for(lambda: ticket_count() == 1, timeout=40), _output(scheduler_proc, worker_proc)
+    assert processes.wait_for(lambda: ticket_count() == 1, timeout=40), _output(scheduler_proc, worker_proc)
     assert [t.subject for t in tickets()] == ["Scheduled import"]
     run = db.session.scalars(select(SyncRun).where(SyncRun.account_id == created["id"])).first()
-    assert wait_for(lambda: db.session.get(SyncRun, run.id).status == "succeeded")
+    assert processes.wait_for(lambda: db.session.get(SyncRun, run.id).status == "succeeded")
     assert run.trigger == "scheduled"
     # The scheduler put the job back for the next minute boundary.
     times = dict((j.id, t) for j, t in scheduler.get_jobs(with_times=True))

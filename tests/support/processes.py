@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,3 +32,16 @@ def stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:
+    """Poll `predicate` (reading the database afresh each time) until it holds or `timeout` passes."""
+    from portal.extensions import db
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
