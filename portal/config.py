@@ -3,6 +3,7 @@ import os
 from datetime import timedelta
 
 DEV_SECRET_KEY = "dev-only-insecure-secret-key"
+LOCAL_ENVIRONMENTS = ("development", "testing")
 
 
 class ConfigError(RuntimeError):
@@ -14,7 +15,7 @@ def _list(value: str | None) -> list[str]:
     return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
-def _flag(value: str | None, *, default: bool) -> bool:
+def _flag(value: str | None, *, default: bool | None) -> bool | None:
     if value is None or not value.strip():
         return default
     return value.strip().lower() in ("1", "true", "yes", "on")
@@ -48,7 +49,7 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
         "IMAP_HOUSEKEEPING_SECONDS": float(env.get("IMAP_HOUSEKEEPING_SECONDS", 60)),
         # Test connection and mailboxes may not reach loopback, link-local or private ranges
         # (on outside development) unless the host is listed in IMAP_ALLOWED_HOSTS.
-        "IMAP_DENY_PRIVATE_NETWORKS": _flag(env.get("IMAP_DENY_PRIVATE_NETWORKS"), default=environment not in ("development", "testing")),
+        "IMAP_DENY_PRIVATE_NETWORKS": _flag(env.get("IMAP_DENY_PRIVATE_NETWORKS"), default=None),
         "IMAP_ALLOWED_HOSTS": _list(env.get("IMAP_ALLOWED_HOSTS")),
         "MAX_CONTENT_LENGTH": int(env.get("MAX_CONTENT_LENGTH", 1024 * 1024)),
         "SESSION_IDLE_MINUTES": int(env.get("SESSION_IDLE_MINUTES", 120)),
@@ -66,15 +67,18 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
     }
     config.update(overrides or {})
     environment = config["PORTAL_ENV"]
+    local = environment in LOCAL_ENVIRONMENTS
+    if config["IMAP_DENY_PRIVATE_NETWORKS"] is None:  # unset: on everywhere but on a developer's machine
+        config["IMAP_DENY_PRIVATE_NETWORKS"] = not local
     _check_secret_key_length(config, environment)
     if not config.get("SECRET_KEY"):
-        if environment not in ("development", "testing"):
+        if not local:
             raise ConfigError(
                 "SECRET_KEY is not set. Set SECRET_KEY to a long random value "
                 "(or PORTAL_ENV=development for local use)."
             )
         config["SECRET_KEY"] = DEV_SECRET_KEY
-    if environment not in ("development", "testing") and config["SECRET_KEY"] == DEV_SECRET_KEY:
+    if not local and config["SECRET_KEY"] == DEV_SECRET_KEY:
         raise ConfigError("SECRET_KEY must not be the development key outside development.")
     config["TESTING"] = environment == "testing" or config.get("TESTING", False)
     _cookie_settings(config)
