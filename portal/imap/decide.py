@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from . import filters
 from .association import Association, Directory, TicketParties
+from .filter_context import build_context
 from .parsing import InboundEmail
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def decide(message: Incoming, rules: MailboxRules, lookups: Lookups) -> Decision
 
 
 def _filter_context(message: Incoming, rules: MailboxRules) -> dict:
-    return filters.build_context(
+    return build_context(
         message.email,
         account_id=rules.account_id,
         account_name=rules.account_name,

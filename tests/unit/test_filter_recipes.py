@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from portal.imap.filter_guide import GUIDE_RESOURCE, guide_markdown
-from portal.imap.filters import build_context, evaluate, parse_filter_text
+from portal.imap.filter_context import build_context
+from portal.imap.filters import evaluate, parse_filter_text
 
 GUIDE = guide_markdown()
 

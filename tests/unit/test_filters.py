@@ -4,8 +4,9 @@ from types import SimpleNamespace
 import pytest
 
 from portal.imap import filter_regex, filters
+from portal.imap.filter_context import build_context
 from portal.imap.filters import (
-    FIELDS, OPERATORS, FilterError, FilterTimeout, build_context, evaluate, parse_filter_text, validate,
+    FIELDS, OPERATORS, FilterError, FilterTimeout, evaluate, parse_filter_text, validate,
 )
 
 CTX = {
