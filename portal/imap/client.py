@@ -2,7 +2,7 @@
 
 Pure IO: no Flask, no database.  Everything that can go wrong surfaces as
 :class:`ImapError` (or a subclass) with a short, human message that never
-contains the password (see ``client_errors``).
+contains the password or the OAuth2 access token (see ``client_errors``).
 
 imap-tools 1.16 is used to open the connection (``MailBox`` for implicit
 TLS, ``MailBoxUnencrypted``, and a strict STARTTLS variant) and to log in.
@@ -33,15 +33,18 @@ from .client_errors import (
     LIST,
     LOGIN,
     MARK_SEEN,
+    OAUTH2_LOGIN,
     SEARCH,
     SELECT,
     ImapAuthError,
     ImapConnectError,
     ImapError,
+    ImapTokenRejected,
     Operation,
     redact,
     refusal,
     response_text,
+    settings_secrets,
     translated,
 )
 from .client_limits import (
@@ -67,6 +70,7 @@ from .client_wire import (
     parse_list_item,
     parse_search,
 )
+from .client_xoauth2 import authenticate_xoauth2, check_credentials
 from .fields import SECURITY_MODES
 
 log = logging.getLogger(__name__)
@@ -75,10 +79,12 @@ log = logging.getLogger(__name__)
 SEARCH_CHARSET = "US-ASCII"
 #: by default fetch_messages also caps a chunk at this many bytes when sizes are known
 DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024
+#: how ConnectionSettings sign in: LOGIN (or AUTHENTICATE PLAIN), or AUTHENTICATE XOAUTH2
+AUTH_METHODS = ("password", "oauth2")
 
 __all__ = [
-    "ImapError", "ImapConnectError", "ImapAuthError", "ImapResponseTooLarge", "literal_limit_for",
-    "ConnectionSettings", "FolderState", "FetchedMessage", "MessageInfo",
+    "ImapError", "ImapConnectError", "ImapAuthError", "ImapTokenRejected", "ImapResponseTooLarge",
+    "literal_limit_for", "ConnectionSettings", "FolderState", "FetchedMessage", "MessageInfo",
     "ImapSession", "connect", "test_connection", "compress_uids",
 ]
 
@@ -97,6 +103,9 @@ class ConnectionSettings:
     ca_file: str | None = None  # extra CA bundle, trusted in addition to the system CAs
     #: largest literal (a message) read from the server, whatever size it declared
     max_literal_bytes: int = literal_limit_for(DEFAULT_MAX_MESSAGE_BYTES)
+    #: 'password' (LOGIN with ``password``) or 'oauth2' (AUTHENTICATE XOAUTH2 with ``access_token``)
+    auth_method: str = "password"
+    access_token: str = field(default="", repr=False)
 
 
 # ------------------------------------------------------------ the connection
@@ -181,6 +190,9 @@ class ImapSession:
     # login ----------------------------------------------------------------
     def _login(self) -> None:
         s = self._settings
+        if s.auth_method == "oauth2":
+            self._login_xoauth2()
+            return
         if "LOGINDISABLED" in self._client.capabilities:
             raise ImapAuthError(
                 f"Login failed for user {s.username}: {self._where} only accepts logins over TLS "
@@ -202,6 +214,10 @@ class ImapSession:
                     f"Login failed for user {s.username}: the server offers no way to send "
                     "non-ASCII user names or passwords or ones with line breaks (AUTH=PLAIN)")
 
+    def _login_xoauth2(self) -> None:
+        with self._failing(OAUTH2_LOGIN):
+            authenticate_xoauth2(self._client, self._settings)
+
     # commands ---------------------------------------------------------------
     def list_folders(self) -> list[str]:
         """Selectable folder names (decoded), in server order."""
@@ -210,7 +226,7 @@ class ImapSession:
             typ, data = self._client._simple_command("LIST", '""', '"*"')
             if typ != "OK":
                 raise ImapError(redact(f"Could not list folders on {self._where}: {response_text(data)}",
-                                       self._settings.password))
+                                       *settings_secrets(self._settings)))
             typ, data = self._client._untagged_response(typ, data, "LIST")
         names: list[str] = []
         for item in data:
@@ -420,6 +436,11 @@ def connect(settings: ConnectionSettings) -> ImapSession:
         raise ImapConnectError(f"Invalid port {settings.port!r}") from None
     if not settings.timeout or settings.timeout <= 0:
         raise ImapConnectError(f"Invalid timeout {settings.timeout!r}")
+    if settings.auth_method not in AUTH_METHODS:
+        raise ImapConnectError(f"Unknown sign-in method {settings.auth_method!r} "
+                               f"(expected one of {', '.join(AUTH_METHODS)})")
+    if settings.auth_method == "oauth2":  # before anything is sent
+        check_credentials(settings.username, settings.access_token)
     timeout = float(settings.timeout)
     max_literal = int(settings.max_literal_bytes)
     with translated(CONNECT, settings, connected=False):

@@ -1,16 +1,17 @@
 """IMAP failures as the rest of the portal sees them.
 
 Whatever socket, ssl, imaplib or imap-tools raise becomes an :class:`ImapError`
-(or a subclass) with a short, human message that never contains the password.
-:func:`translate` is the one place that decides which error and which words;
-:func:`translated` applies it around a block of IMAP work.
+(or a subclass) with a short, human message that never contains the password or the
+OAuth2 access token (:func:`settings_secrets`).  :func:`translate` is the one place that
+decides which error and which words; :func:`translated` applies it around a block of IMAP work.
 """
 from __future__ import annotations
 
+import base64
 import imaplib
 import socket
 import ssl
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class ImapError(Exception):
-    """Any IMAP failure.  The message is short, human and never contains the password."""
+    """Any IMAP failure.  The message is short, human and never contains the password
+    (nor the access token)."""
 
 
 class ImapConnectError(ImapError):
@@ -30,6 +32,11 @@ class ImapConnectError(ImapError):
 
 class ImapAuthError(ImapConnectError):
     """The server rejected the credentials (or cannot accept them safely)."""
+
+
+class ImapTokenRejected(ImapAuthError):
+    """The server refused an OAuth2 (XOAUTH2) sign-in: the access token was not accepted
+    (wrong, expired, revoked, another user's, or lacking the mail scope)."""
 
 
 @dataclass(frozen=True)
@@ -52,12 +59,38 @@ class Operation:
     readonly: str | None = None
 
 
-def redact(message: str, password: str | None) -> str:
-    if password:
-        for variant in {password, password.replace("\\", "\\\\").replace('"', '\\"')}:
-            if variant:
+def redact(message: str, *secrets: str | None) -> str:
+    """``message`` with every secret (a password, a token...) replaced by ``***``; a secret is
+    also found in the quoted form IMAP gives it."""
+    for secret in secrets:
+        if secret:
+            for variant in {secret, secret.replace("\\", "\\\\").replace('"', '\\"')}:
                 message = message.replace(variant, "***")
     return message
+
+
+def settings_secrets(settings: "ConnectionSettings") -> tuple[str, ...]:
+    """What no message may show: the password, and the access token also in the forms
+    XOAUTH2 sends it (the SASL string and base64)."""
+    found = [settings.password or ""]
+    token = getattr(settings, "access_token", "") or ""
+    if token:
+        sasl = _sasl_text(settings.username, token)
+        found += [sasl, token]
+        for text in (sasl, token):
+            with suppress(UnicodeError):
+                found.append(base64.b64encode(text.encode("utf-8")).decode("ascii"))
+    # longest first: a secret inside another is replaced as part of the longer one
+    return tuple(sorted((f for f in found if f), key=len, reverse=True))
+
+
+def xoauth2_sasl(username: str, access_token: str) -> bytes:
+    """The XOAUTH2 initial client response, before base64."""
+    return _sasl_text(username, access_token).encode("utf-8")
+
+
+def _sasl_text(username: str, access_token: str) -> str:
+    return f"user={username}\x01auth=Bearer {access_token}\x01\x01"
 
 
 def response_text(data) -> str:
@@ -86,7 +119,8 @@ def describe_oserror(exc: BaseException) -> str:
 def refusal(op: Operation, settings: "ConnectionSettings", answer: str, *,
             folder: str | None = None) -> ImapError:
     """The error for a command the server refused, with the server's answer."""
-    return op.refused_error(redact(f"{_words(op.refused, settings, folder)}: {answer}", settings.password))
+    return op.refused_error(redact(f"{_words(op.refused, settings, folder)}: {answer}",
+                                   *settings_secrets(settings)))
 
 
 def _words(text: str, settings: "ConnectionSettings", folder: str | None) -> str:
@@ -115,7 +149,7 @@ def translate(exc: BaseException, op: Operation, settings: "ConnectionSettings",
     if isinstance(exc, ImapError):
         return exc
     where = f"{settings.host}:{settings.port}"
-    password = settings.password
+    secrets = settings_secrets(settings)
     action = _words(op.doing, settings, folder)
     if op.readonly and isinstance(exc, imaplib.IMAP4.readonly):
         return ImapError(_words(op.readonly, settings, folder))
@@ -123,32 +157,32 @@ def translate(exc: BaseException, op: Operation, settings: "ConnectionSettings",
         # Whatever answered may be any service the caller pointed us at: never echo its words.
         return ImapConnectError(f"The server at {where} did not answer as an IMAP server")
     if op.dropped and isinstance(exc, imaplib.IMAP4.abort):
-        return ImapConnectError(redact(f"{_words(op.dropped, settings, folder)}: {exc}", password))
+        return ImapConnectError(redact(f"{_words(op.dropped, settings, folder)}: {exc}", *secrets))
     if op.refused:
         answer = _refused_answer(exc, op)
         if answer is not None:
             return refusal(op, settings, answer, folder=folder)
     if isinstance(exc, (socket.timeout, TimeoutError)):
-        return ImapConnectError(redact(f"Timed out after {settings.timeout:g}s talking to {where}", password))
+        return ImapConnectError(redact(f"Timed out after {settings.timeout:g}s talking to {where}", *secrets))
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = exc.verify_message or exc.reason or str(exc)
-        return ImapConnectError(redact(f"TLS certificate verification failed for {where}: {reason}", password))
+        return ImapConnectError(redact(f"TLS certificate verification failed for {where}: {reason}", *secrets))
     if isinstance(exc, ssl.SSLError):
-        return ImapConnectError(redact(f"TLS error with {where}: {exc.reason or str(exc)}", password))
+        return ImapConnectError(redact(f"TLS error with {where}: {exc.reason or str(exc)}", *secrets))
     if isinstance(exc, OSError):
         if connected:
             return ImapConnectError(redact(f"Connection to {where} lost while {action}: "
-                                           f"{describe_oserror(exc)}", password))
-        return ImapConnectError(redact(f"Could not connect to {where}: {describe_oserror(exc)}", password))
+                                           f"{describe_oserror(exc)}", *secrets))
+        return ImapConnectError(redact(f"Could not connect to {where}: {describe_oserror(exc)}", *secrets))
     if isinstance(exc, imaplib.IMAP4.abort):
-        return ImapConnectError(redact(f"Connection to {where} failed while {action}: {exc}", password))
+        return ImapConnectError(redact(f"Connection to {where} failed while {action}: {exc}", *secrets))
     if isinstance(exc, (imaplib.IMAP4.error, ImapToolsError, UnexpectedCommandStatusError)):
-        return ImapError(redact(f"IMAP error from {where} while {action}: {exc}", password))
+        return ImapError(redact(f"IMAP error from {where} while {action}: {exc}", *secrets))
     if isinstance(exc, UnicodeError):
         return ImapError(f"Cannot encode a value for {where} while {action}")
     if isinstance(exc, Exception):
         return ImapError(redact(f"Unexpected error talking to {where} while {action}: "
-                                f"{type(exc).__name__}: {exc}", password))
+                                f"{type(exc).__name__}: {exc}", *secrets))
     raise exc
 
 
@@ -176,6 +210,8 @@ def translated(op: Operation, settings: "ConnectionSettings", *, connected: bool
 CONNECT = Operation("connecting")
 LOGIN = Operation("logging in", refused="Login failed for user {user}", refused_error=ImapAuthError,
                   login=True, dropped="Connection to {where} closed during login")
+OAUTH2_LOGIN = Operation("signing in with OAuth2",
+                         dropped="Connection to {where} closed during OAuth2 sign-in")
 LIST = Operation("listing folders")
 SELECT = Operation("opening folder '{folder}'", refused="Could not open folder '{folder}'",
                    readonly="Folder '{folder}' can only be opened read-only")
