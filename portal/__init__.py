@@ -89,10 +89,17 @@ def _register_blueprints(app: Flask) -> None:
 # Email HTML is sanitised before it is stored; the CSP is the second wall: no scripts but
 # our own files, and no remote images (tracking pixels) in rendered mail. Inline style
 # attributes stay allowed: the sanitiser keeps only a short list of CSS properties.
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-)
+def page_csp(form_action: str = "") -> str:
+    """The pages' CSP; `form_action` adds an origin a form on the page may be redirected to
+    (a mailbox's OAuth2 provider, for its Connect button)."""
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+        + (f" {form_action}" if form_action else "")
+    )
+
+
+PAGE_CSP = page_csp()
 
 
 def _register_security_headers(app: Flask) -> None:

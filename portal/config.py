@@ -61,6 +61,9 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
         # (0: none, the headers are ignored).
         "PROXY_FIX_HOPS": int(env.get("PROXY_FIX_HOPS", 0)),
         "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME", "http"),
+        # Where browsers reach the portal (https://portal.example.com): the OAuth2 redirect URI is
+        # built on it. Unset: the request's own scheme and host.
+        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "").strip().rstrip("/") or None,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,

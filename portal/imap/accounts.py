@@ -3,13 +3,15 @@
 Every change commits first, then makes the rq-scheduler job match; when Redis is down
 the mailbox is still saved and `schedule_error` says the schedule is pending.
 """
+from types import SimpleNamespace
+
 from sqlalchemy import func, select
 
 from .. import crypto
 from ..extensions import db
 from ..models import Company, isoformat
 from ..validation import Conflict, ValidationError
-from . import fields, scheduling
+from . import fields, oauth_access, oauth_providers, scheduling
 from .credentials import (
     PLAINTEXT_NOT_ALLOWED, SECRET_BOUND_TO, SECRET_FOR_NEW_SERVER, plaintext_refused, stored_secret_usable,
 )
@@ -48,28 +50,83 @@ def _check_references(data: dict, account: ImapAccount | None) -> None:
             raise Conflict("name", f"A mailbox named '{name}' already exists")
 
 
-PLAINTEXT_INPUTS = ("security", "password", "allow_plaintext")
+PLAINTEXT_INPUTS = ("security", "password", "allow_plaintext", "auth_method")
+SECRET_FOR_NEW_ENDPOINT = "Enter it again to use it with a new token endpoint or client"
+# What stored tokens are bound to: the IMAP server they open, and the client that got them.
+TOKEN_BOUND_TO = SECRET_BOUND_TO + ("auth_method",)
+OAUTH_SETTINGS = tuple(field.name for field in fields.WRITABLE
+                       if field.name.startswith("oauth_") and field.kind != fields.SECRET)
 
 
-def _check_secrets(account: ImapAccount, data: dict) -> None:
-    """`account` holds the stored secret and the values `data` is about to change.
+def _final(account: ImapAccount, data: dict) -> SimpleNamespace:
+    """The sign-in settings the mailbox will have once `data` is applied."""
+    names = ("allow_plaintext",) + TOKEN_BOUND_TO + OAUTH_SETTINGS
+    return SimpleNamespace(**{name: data.get(name, getattr(account, name)) for name in names})
 
-    A stored secret is kept only for the server it was given for; a secret goes out in
-    plaintext only with allow_plaintext (checked when the payload touches either, so pausing
-    an older plaintext mailbox still works; its syncs fail until it opts in)."""
-    errors = {}
-    if "password" not in data and account.password_encrypted:
-        destination = {name: data.get(name, getattr(account, name)) for name in SECRET_BOUND_TO}
-        if not stored_secret_usable(account, **destination):
+
+def _client_binding(values) -> tuple:
+    """What a stored client secret or service-account key may be sent to."""
+    ends = oauth_providers.endpoints(values)
+    return ends.provider.name, ends.token_url, ends.client_id
+
+
+def _check_sign_in(account: ImapAccount, data: dict) -> None:
+    """`account` holds the stored secrets and the values `data` is about to change.
+
+    A stored secret is kept only for the destination it was given for: the password for its
+    IMAP server, an OAuth2 client secret or key for its token endpoint and client; a secret the
+    new settings no longer use is dropped. Stored tokens are dropped when the server or the
+    OAuth2 client changes (the mailbox must connect again). A secret goes out in plaintext
+    only with allow_plaintext (checked when the payload touches either, so pausing an older
+    plaintext mailbox still works; its syncs fail until it opts in)."""
+    before, after = _final(account, {}), _final(account, data)
+    oauth = after.auth_method == oauth_providers.OAUTH2
+    errors: dict[str, list[str]] = {}
+    dropped: list[str] = []  # stored secrets the new settings cannot use
+    server_moved = not stored_secret_usable(account, **{name: getattr(after, name) for name in SECRET_BOUND_TO}) \
+        if account.host is not None else False
+    if "password" not in data and account.password_encrypted and server_moved:
+        if oauth:
+            dropped.append("password_encrypted")
+        else:
             errors["password"] = [SECRET_FOR_NEW_SERVER]
+    if not oauth and "password" not in data and not account.password_encrypted and "password" not in errors:
+        errors["password"] = ["This field is required with auth_method password"]
+
+    client_moved = account.host is not None and _client_binding(before) != _client_binding(after)
+    uses = {"oauth_client_secret": oauth_providers.uses_client_secret(vars(after)),
+            "oauth_service_account_json": oauth_providers.uses_service_account(vars(after))}
+    has = {}
+    for name, used in uses.items():
+        stored_as = fields.FIELD[name].stored_as
+        if name not in data and getattr(account, stored_as) and (client_moved or not used):
+            if used:
+                errors[name] = [SECRET_FOR_NEW_ENDPOINT]
+            else:
+                dropped.append(stored_as)
+        has[name] = name in data or (bool(getattr(account, stored_as)) and stored_as not in dropped)
+    for name, messages in oauth_providers.oauth_problems(
+        vars(after), has_client_secret=has["oauth_client_secret"],
+        has_service_account=has["oauth_service_account_json"],
+    ).items():
+        errors.setdefault(name, messages)
+
     if any(name in data for name in PLAINTEXT_INPUTS) and plaintext_refused(
-        security=data.get("security", account.security),
-        allow_plaintext=bool(data.get("allow_plaintext", account.allow_plaintext)),
-        has_secret=bool(data.get("password") or account.password_encrypted),
+        security=after.security,
+        allow_plaintext=bool(after.allow_plaintext),
+        has_secret=oauth or bool(data.get("password") or (account.password_encrypted and "password_encrypted" not in dropped)),
     ):
         errors["security"] = [PLAINTEXT_NOT_ALLOWED]
     if errors:
         raise ValidationError(errors)
+    for stored_as in dropped:
+        setattr(account, stored_as, None)
+    if account.id is not None and (
+        any(getattr(before, name) != getattr(after, name) for name in TOKEN_BOUND_TO)
+        or oauth_providers.endpoints(before).fingerprint() != oauth_providers.endpoints(after).fingerprint()
+        or "oauth_client_secret" in data or "oauth_service_account_json" in data
+    ):
+        oauth_access.forget_tokens(account)
 
 
 def _assign(account: ImapAccount, data: dict) -> None:
@@ -97,7 +154,7 @@ def _commit_and_schedule(account: ImapAccount) -> ImapAccount:
 def create_account(data: dict) -> ImapAccount:
     _check_references(data, None)
     account = ImapAccount()
-    _check_secrets(account, data)
+    _check_sign_in(account, data)
     _assign(account, data)
     db.session.add(account)
     return _commit_and_schedule(account)
@@ -106,7 +163,7 @@ def create_account(data: dict) -> ImapAccount:
 def update_account(account: ImapAccount, data: dict) -> ImapAccount:
     with db.session.no_autoflush:
         _check_references(data, account)
-    _check_secrets(account, data)
+        _check_sign_in(account, data)
     _assign(account, data)
     return _commit_and_schedule(account)
 
@@ -133,12 +190,14 @@ CLONED_FIELDS = tuple(field.stored_as for field in fields.WRITABLE if field.name
 def clone_account(source: ImapAccount, overrides: dict) -> ImapAccount:
     """Copy every setting (the encrypted password and the filter too); sync state starts fresh.
 
-    The copied password stays only if the copy keeps the source's server (see _check_secrets)."""
+    The copied password stays only if the copy keeps the source's server (see _check_sign_in);
+    tokens are not copied: the copy connects by itself (a refresh token rotated by one mailbox
+    would stop working for the other)."""
     copy = ImapAccount(**{field: getattr(source, field) for field in CLONED_FIELDS})
     copy.name = clone_name(source.name)
     with db.session.no_autoflush:
         _check_references(overrides, copy)
-        _check_secrets(copy, overrides)
+        _check_sign_in(copy, overrides)
     _assign(copy, overrides)
     db.session.add(copy)
     return _commit_and_schedule(copy)

@@ -2,11 +2,11 @@
 from flask import Blueprint, abort, jsonify, request
 from sqlalchemy import select
 
-from ..auth import require_super_admin_api
+from ..auth import api_user, require_super_admin_api
 from ..extensions import db
 from ..http import get_or_404, json_body, paginated, pagination, register_json_errors, reject_unstorable_query_args
 from ..validation import Conflict, ValidationError
-from . import accounts, audit, schemas, tasks
+from . import accounts, audit, oauth_connect, schemas, tasks
 from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
 
 bp = Blueprint("imap_api", __name__, url_prefix="/api/imap")
@@ -57,6 +57,18 @@ def clone_account(account_id):
     overrides = schemas.validate_account(json_body(optional=True), partial=True)
     copy = accounts.clone_account(source, overrides)
     return jsonify(accounts.one_account_json(copy)), 201
+
+
+@bp.post("/accounts/<id:account_id>/oauth/authorize")
+def oauth_authorize(account_id):
+    """The provider URL an admin opens (signed in here as the same user) to connect the mailbox."""
+    account = account_or_404(account_id)
+    json_body(optional=True)
+    try:
+        url = oauth_connect.start(account, api_user().id)
+    except oauth_connect.NotAuthorizationCode as exc:
+        raise Conflict("oauth_flow", str(exc)) from None
+    return jsonify(authorization_url=url)
 
 
 @bp.post("/accounts/<id:account_id>/sync")

@@ -1,11 +1,11 @@
 """IMAP, maintenance and crypto commands (registered by portal.cli)."""
 import click
 from flask.cli import AppGroup
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from .. import crypto
 from ..extensions import db
-from .models import ImapAccount
+from .models import ENCRYPTED_COLUMNS, ImapAccount
 
 imap_group = AppGroup("imap", help="Mailbox synchronisation and schedules.")
 maintenance_group = AppGroup("maintenance", help="Pending-restart flag that pauses IMAP fetches.")
@@ -16,13 +16,19 @@ crypto_group = AppGroup("crypto", help="Stored secret encryption.")
 def crypto_reencrypt():
     """Re-encrypt every stored secret with the current SECRET_KEY."""
     done = failed = 0
-    for account in db.session.scalars(select(ImapAccount).where(ImapAccount.password_encrypted.is_not(None))):
-        try:
-            account.password_encrypted = crypto.reencrypt(account.password_encrypted)
-            done += 1
-        except crypto.DecryptionError:
-            failed += 1
-            click.echo(f"Mailbox {account.id} ({account.name}): cannot decrypt with any configured key", err=True)
+    holding = or_(*(getattr(ImapAccount, column).is_not(None) for column in ENCRYPTED_COLUMNS))
+    for account in db.session.scalars(select(ImapAccount).where(holding)):
+        for column in ENCRYPTED_COLUMNS:
+            value = getattr(account, column)
+            if value is None:
+                continue
+            try:
+                setattr(account, column, crypto.reencrypt(value))
+                done += 1
+            except crypto.DecryptionError:
+                failed += 1
+                click.echo(f"Mailbox {account.id} ({account.name}): {column}: cannot decrypt with any "
+                           "configured key", err=True)
     db.session.commit()
     click.echo(f"Re-encrypted {done} secret(s) with the current key; {failed} could not be decrypted.")
     if failed:

@@ -7,10 +7,13 @@ models.py. The migration stays explicit. Pure: no Flask, no IO.
 from dataclasses import dataclass
 
 from ..validation import MAX_ID
+from .oauth_providers import AUTH_METHODS, FLOWS, PROVIDER_CHOICES, STATUSES
 
 # Kinds: how a value is checked, rendered and documented.
 TEXT = "text"  # stripped, must not be blank, at most max_length characters
 SECRET = "secret"  # taken as typed (not stripped), stored encrypted, never returned
+OPTIONAL_TEXT = "optional_text"  # stripped; blank or null is stored as null
+URL = "url"  # an https:// endpoint (oauth_providers.url_problem), or null
 INTEGER = "integer"  # within minimum..maximum
 BOOLEAN = "boolean"
 CHOICE = "choice"  # one of `choices`
@@ -48,6 +51,7 @@ class Field:
     computed: bool = False  # not stored on the mailbox: the serializer is handed the value
     attribute: str = ""  # the model attribute, when it is not `name`
     examples: tuple = ()
+    multiline: bool = False  # a secret typed into a text area (a JSON key), not a password box
 
     @property
     def required(self) -> bool:
@@ -78,12 +82,63 @@ FIELDS = (
         default=False, description="Required with security 'none' (422 otherwise): the password is sent unencrypted",
         help="Needed with security None; only for a server on a network you trust.",
     ),
-    Field("username", TEXT, label="Username", max_length=320),
     Field(
-        "password", SECRET, label="Password", max_length=1024, write_only=True,
-        attribute="password_encrypted", description="Stored encrypted, never returned",
+        "auth_method", CHOICE, label="Sign-in", default="password", choices=AUTH_METHODS,
+        description="password: LOGIN with the password; oauth2: AUTHENTICATE XOAUTH2 with a token (docs/oauth2.md)",
+    ),
+    Field("username", TEXT, label="Username", max_length=320, help="The mailbox address for OAuth2."),
+    Field(
+        "password", SECRET, label="Password", max_length=1024, write_only=True, default=None,
+        attribute="password_encrypted", description="Stored encrypted, never returned; required with auth_method password",
     ),
     Field("has_password", BOOLEAN, read_only=True),
+    Field(
+        "oauth_provider", CHOICE, label="OAuth2 provider", default=None, nullable=True, choices=PROVIDER_CHOICES,
+        description="microsoft / google fill in host, port, security, endpoints and scope",
+    ),
+    Field(
+        "oauth_flow", CHOICE, label="OAuth2 flow", default=None, nullable=True, choices=FLOWS,
+        description="authorization_code when null; microsoft: authorization_code or client_credentials; "
+                    "google: authorization_code or service_account",
+    ),
+    Field("oauth_client_id", OPTIONAL_TEXT, label="Client ID", default=None, nullable=True, max_length=500),
+    Field(
+        "oauth_client_secret", SECRET, label="Client secret", max_length=4096, write_only=True, default=None,
+        nullable=True,
+        attribute="oauth_client_secret_encrypted", description="Stored encrypted, never returned",
+        help="Kept when left blank.",
+    ),
+    Field("has_oauth_client_secret", BOOLEAN, read_only=True),
+    Field(
+        "oauth_service_account_json", SECRET, label="Service account key (JSON)", max_length=16384,
+        write_only=True, default=None, nullable=True, multiline=True, attribute="oauth_service_account_encrypted",
+        description="The service account's JSON key; stored encrypted, never returned",
+        help="Paste the JSON key file. Kept when left blank.",
+    ),
+    Field("has_oauth_service_account", BOOLEAN, read_only=True),
+    Field(
+        "oauth_tenant", OPTIONAL_TEXT, label="Tenant (Microsoft)", default=None, nullable=True, max_length=200,
+        description="Tenant ID or domain; organizations when null", help="Tenant ID or domain; blank: organizations.",
+    ),
+    Field(
+        "oauth_scope", OPTIONAL_TEXT, label="Scope", default=None, nullable=True, max_length=1000,
+        description="The provider's default when null", help="Blank: the provider's default.",
+    ),
+    Field(
+        "oauth_authorize_url", URL, label="Authorize URL", default=None, nullable=True, max_length=2000,
+        description="Required for custom; overrides the provider's otherwise",
+    ),
+    Field(
+        "oauth_token_url", URL, label="Token URL", default=None, nullable=True, max_length=2000,
+        description="Required for custom; overrides the provider's otherwise",
+    ),
+    Field(
+        "oauth_status", STRING, read_only=True, examples=("connected",),
+        description="One of: " + ", ".join(STATUSES),
+    ),
+    Field("oauth_account", STRING, read_only=True, nullable=True, description="Whom the tokens belong to, when known"),
+    Field("oauth_expires_at", TIMESTAMP, read_only=True, nullable=True, description="When the access token expires"),
+    Field("oauth_error", STRING, read_only=True, nullable=True, description="The last OAuth2 sign-in problem"),
     Field(
         "folder", TEXT, label="Folder", default="INBOX", max_length=500, description="IMAP folder to read",
         help="Pick one after testing the connection, or type it.",
@@ -136,5 +191,6 @@ FIELD = {field.name: field for field in FIELDS}
 WRITABLE = tuple(field for field in FIELDS if not field.read_only)
 READABLE = tuple(field for field in FIELDS if not field.write_only)
 REQUIRED_ON_CREATE = tuple(field.name for field in WRITABLE if field.required)
-DEFAULTS = {field.name: field.default for field in WRITABLE if not field.required}
+# Secrets have no default value to store: left out, nothing is stored.
+DEFAULTS = {field.name: field.default for field in WRITABLE if not field.required and field.kind != SECRET}
 MAX_LENGTH = {field.name: field.max_length for field in FIELDS if field.max_length}

@@ -7,6 +7,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, SelectField, StringField, TextAreaField
 
 from . import fields, filters
+from .oauth_providers import OAUTH2
 
 
 def _form_field(field: fields.Field):
@@ -15,11 +16,12 @@ def _form_field(field: fields.Field):
     if field.kind == fields.BOOLEAN:
         return BooleanField(default=default, **options)
     if field.kind == fields.CHOICE:
-        return SelectField(choices=list(field.choices), default=default, **options)
+        blank = [("", "—")] if field.nullable else []
+        return SelectField(choices=blank + list(field.choices), default=default or "", **options)
     if field.kind == fields.REFERENCE:
         return SelectField(choices=[], default="", **options)  # choices: set_companies
     if field.kind == fields.SECRET:
-        return PasswordField(**options)
+        return TextAreaField(**options) if field.multiline else PasswordField(**options)
     if field.kind == fields.FILTER:
         return TextAreaField(**options)
     if field.kind == fields.INTEGER:
@@ -32,9 +34,11 @@ def _names(*kinds) -> tuple[str, ...]:
 
 
 TEXT_FIELDS = _names(fields.TEXT, fields.CRON)
+OPTIONAL_FIELDS = _names(fields.OPTIONAL_TEXT, fields.URL)
 INTEGER_FIELDS = _names(fields.INTEGER)
 CHECKBOXES = _names(fields.BOOLEAN)
 CHOICE_FIELDS = _names(fields.CHOICE)
+OAUTH_SECRETS = tuple(name for name in _names(fields.SECRET) if name != "password")
 
 
 class MailboxForm(FlaskForm):
@@ -43,8 +47,10 @@ class MailboxForm(FlaskForm):
 
     def load(self, account) -> None:
         """Fill the form from a stored mailbox (never the password)."""
-        for name in TEXT_FIELDS + CHECKBOXES + CHOICE_FIELDS:
+        for name in TEXT_FIELDS + CHECKBOXES:
             getattr(self, name).data = getattr(account, name)
+        for name in CHOICE_FIELDS + OPTIONAL_FIELDS:
+            getattr(self, name).data = getattr(account, name) or ""
         for name in INTEGER_FIELDS:
             getattr(self, name).data = str(getattr(account, name))
         self.company_id.data = str(account.company_id) if account.company_id else ""
@@ -63,12 +69,19 @@ class MailboxForm(FlaskForm):
                 errors[name] = ["Must be an integer"]
         for name in CHECKBOXES:
             payload[name] = bool(getattr(self, name).data)
+        for name in OPTIONAL_FIELDS:
+            payload[name] = (getattr(self, name).data or "").strip() or None
         for name in CHOICE_FIELDS:
-            payload[name] = getattr(self, name).data
+            payload[name] = getattr(self, name).data or None
+        for name in OAUTH_SECRETS:  # blank: keep the stored one
+            if getattr(self, name).data:
+                payload[name] = getattr(self, name).data
+        if payload.get("auth_method") == OAUTH2 and not payload.get("host"):
+            payload.pop("host")  # the provider's server (oauth_providers.with_provider_defaults)
         company = self.company_id.data or ""
         payload["company_id"] = int(company) if company.isdigit() else None
         password = self.password.data or ""
-        if password or not editing:
+        if password or not (editing or payload.get("auth_method") == OAUTH2):
             payload["password"] = password
         query, problems = filters.parse_filter_text(self.filter_query.data or "")
         if problems:

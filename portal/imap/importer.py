@@ -16,8 +16,8 @@ from flask import current_app
 from ..extensions import db
 from . import ledger, ticket_writer
 from .association import Directory
-from .client import FetchedMessage, ImapSession, MessageInfo, connect
-from .credentials import connection_settings
+from .client import FetchedMessage, ImapSession, MessageInfo
+from .credentials import sign_in
 from .decide import DELIVERED, Decision, Incoming, MailboxRules, decide_batch
 from .models import ImapAccount
 from .parsing import parse_message
@@ -66,7 +66,7 @@ def sync_account(account: ImapAccount, guard=None) -> SyncResult:
     `guard` is asked before every batch write and told after every COMMIT."""
     guard = guard or Unguarded()
     result = SyncResult()
-    with connect(connection_settings(account)) as session:
+    with sign_in(account) as session:
         guard.watch(session)
         result.uid_validity = _select_folder(session, account)
         found = session.search_uids(

@@ -50,6 +50,24 @@ class ImapAccount(db.Model):
     allow_plaintext: Mapped[bool] = mapped_column(default=False, server_default=false())
     username: Mapped[str] = mapped_column(String(MAX_LENGTH["username"]))
     password_encrypted: Mapped[str | None] = mapped_column(Text)
+
+    # OAuth2 sign-in (oauth_providers.py): settings, then what the provider gave (encrypted).
+    auth_method: Mapped[str] = mapped_column(String(20), default="password", server_default="password")
+    oauth_provider: Mapped[str | None] = mapped_column(String(20))
+    oauth_flow: Mapped[str | None] = mapped_column(String(30))
+    oauth_client_id: Mapped[str | None] = mapped_column(String(MAX_LENGTH["oauth_client_id"]))
+    oauth_client_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    oauth_service_account_encrypted: Mapped[str | None] = mapped_column(Text)
+    oauth_tenant: Mapped[str | None] = mapped_column(String(MAX_LENGTH["oauth_tenant"]))
+    oauth_scope: Mapped[str | None] = mapped_column(String(MAX_LENGTH["oauth_scope"]))
+    oauth_authorize_url: Mapped[str | None] = mapped_column(String(MAX_LENGTH["oauth_authorize_url"]))
+    oauth_token_url: Mapped[str | None] = mapped_column(String(MAX_LENGTH["oauth_token_url"]))
+    oauth_access_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    oauth_refresh_token_encrypted: Mapped[str | None] = mapped_column(Text)
+    oauth_expires_at: Mapped[datetime | None] = mapped_column()
+    oauth_status: Mapped[str] = mapped_column(String(30), default="not_connected", server_default="not_connected")
+    oauth_account: Mapped[str | None] = mapped_column(String(320))
+    oauth_error: Mapped[str | None] = mapped_column(Text)
     folder: Mapped[str] = mapped_column(String(MAX_LENGTH["folder"]), default="INBOX")
     company_id: Mapped[int | None] = mapped_column(
         ForeignKey("companies.id", ondelete="SET NULL"), index=True
@@ -80,6 +98,14 @@ class ImapAccount(db.Model):
     @property
     def has_password(self) -> bool:
         return bool(self.password_encrypted)
+
+    @property
+    def has_oauth_client_secret(self) -> bool:
+        return bool(self.oauth_client_secret_encrypted)
+
+    @property
+    def has_oauth_service_account(self) -> bool:
+        return bool(self.oauth_service_account_encrypted)
 
     @property
     def scheduled_task_id(self) -> str | None:
@@ -138,3 +164,29 @@ class SyncRun(db.Model):
         if self.started_at and self.finished_at:
             return int((self.finished_at - self.started_at).total_seconds() * 1000)
         return None
+
+
+# Every column that holds a secret encrypted with portal.crypto (re-encrypted by `crypto reencrypt`).
+ENCRYPTED_COLUMNS = (
+    "password_encrypted",
+    "oauth_client_secret_encrypted",
+    "oauth_service_account_encrypted",
+    "oauth_access_token_encrypted",
+    "oauth_refresh_token_encrypted",
+)
+
+
+class OAuthState(db.Model):
+    """One started authorization-code sign-in: single use, short-lived, bound to its mailbox,
+    the user who started it and the mailbox's OAuth2 settings at that moment."""
+
+    __tablename__ = "imap_oauth_states"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the state
+    account_id: Mapped[int] = mapped_column(ForeignKey("imap_accounts.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    code_verifier_encrypted: Mapped[str] = mapped_column(Text)
+    redirect_uri: Mapped[str] = mapped_column(String(2000))
+    settings_fingerprint: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -62,6 +62,10 @@ def request_schema(field: fields.Field, *, create: bool) -> dict:
         schema = string(minLength=1, maxLength=field.max_length, pattern=NOT_BLANK)
     elif kind == fields.SECRET:
         schema = string(minLength=1, maxLength=field.max_length, writeOnly=True)
+    elif kind == fields.OPTIONAL_TEXT:
+        schema = string(maxLength=field.max_length)
+    elif kind == fields.URL:
+        schema = string(maxLength=field.max_length, format="uri")
     elif kind in (fields.INTEGER, fields.REFERENCE):
         schema = integer(field.minimum, field.maximum)
     elif kind == fields.CRON:
@@ -72,13 +76,14 @@ def request_schema(field: fields.Field, *, create: bool) -> dict:
         schema = _value_schema(field)
     if field.nullable and kind != fields.FILTER:  # Filter itself allows null
         schema = nullable(schema)
-    if not field.required:
+    if not field.required and kind != fields.SECRET:
         schema["default"] = field.default
     description = field.description
     if field.write_only and not create:
         description += (
-            "; omit to keep the current one. A stored password is kept only for its own server: a change "
-            "of host, port, username or security without a password is refused (422)"
+            "; omit (or null) to keep the current one. A stored secret is kept only for the destination it was "
+            "given for: a password for its server (host, port, username, security), an OAuth2 secret for its "
+            "token endpoint and client; changing those without the secret is refused (422)"
         )
     if description:
         schema["description"] = description
@@ -88,7 +93,17 @@ def request_schema(field: fields.Field, *, create: bool) -> dict:
 def mailbox_writable(*, create: bool) -> dict:
     props = {field.name: request_schema(field, create=create) for field in fields.WRITABLE}
     if create:
-        return obj(props, fields.REQUIRED_ON_CREATE, description="Omitted fields take their defaults.")
+        schema = obj(props, fields.REQUIRED_ON_CREATE, description=(
+            "Omitted fields take their defaults. auth_method password needs a password; oauth2 needs the client "
+            "its oauth_flow uses (docs/oauth2.md)."))
+        schema["examples"] = [
+            {"name": "Support desk", "host": "imap.example.com", "username": "support@example.com",
+             "password": "app-password"},
+            {"name": "Microsoft 365 support", "username": "support@contoso.com", "auth_method": "oauth2",
+             "oauth_provider": "microsoft", "oauth_client_id": "00000000-0000-0000-0000-000000000000",
+             "oauth_client_secret": "client-secret"},
+        ]
+        return schema
     return obj(props, description="Only the fields sent are changed.")
 
 
@@ -209,6 +224,11 @@ def sync_schemas() -> dict:
                 "scheduled_task_id": nullable(string()),
             }
         ),
+        "OAuthAuthorization": response_obj(
+            {"authorization_url": string(format="uri", description=(
+                "Open it in a browser signed in to the portal as the same user; the provider redirects back "
+                "to <PUBLIC_BASE_URL>/admin/modules/imap/oauth/callback. Single use, valid 10 minutes"))},
+        ),
         "RetryQueued": response_obj(
             {
                 "message": ref("ProcessedMessage"),
@@ -265,6 +285,11 @@ def imap_paths() -> dict:
             body="MailboxUpdate", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
             body_description="Optional settings to change in the copy (same rules as an update: a new host, "
             "port, username or security needs the password again); no body or {} copies as is",
+        )),
+        f"{one}/oauth/authorize": path_item("account_id", post=operation(
+            "authorizeMailboxOAuth", "Start connecting an OAuth2 mailbox (authorization code flow)", tag,
+            {"200": response("The provider's authorization URL (PKCE S256, single-use state)", "OAuthAuthorization")},
+            not_found=True, conflict=True, write=True,
         )),
         f"{one}/sync": path_item("account_id", post=operation(
             "syncMailbox", "Queue a sync now", tag, {"202": response("The sync run is queued", "SyncQueued")},

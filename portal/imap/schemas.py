@@ -2,7 +2,7 @@
 from crontab import CronTab
 
 from ..validation import Checker, ValidationError
-from . import fields, filters
+from . import fields, filters, oauth_providers
 from .fields import DEFAULTS, MAX_CRON_LENGTH, MAX_PRIORITY, SECURITY_MODES
 
 WRITABLE = frozenset(field.name for field in fields.WRITABLE)
@@ -30,16 +30,37 @@ def _text(check: Checker, field: fields.Field):
     return check.string(field.name, required=True, max_length=field.max_length)
 
 
+NOT_GIVEN = object()  # a secret sent as null: the stored one is kept
+
+
 def _secret(check: Checker, field: fields.Field):
     # Taken as typed (a password may start or end with a space); never echoed in a message.
     value = check.payload.get(field.name)
+    if value is None:
+        return NOT_GIVEN
     if not isinstance(value, str) or value == "":
-        check.add(field.name, "This field is required" if value in (None, "") else "Must be a string")
+        check.add(field.name, "This field is required" if value == "" else "Must be a string")
     elif len(value) > field.max_length:
         check.add(field.name, f"Must be at most {field.max_length} characters")
+    elif field.name == "oauth_service_account_json" and (problem := oauth_providers.service_account_problem(value)):
+        check.add(field.name, problem)
     else:
         return value
     return None
+
+
+def _optional_text(check: Checker, field: fields.Field):
+    if check.payload.get(field.name) is None:
+        return None
+    return check.string(field.name, max_length=field.max_length, allow_empty=True) or None
+
+
+def _url(check: Checker, field: fields.Field):
+    value = _optional_text(check, field)
+    if value is not None and (problem := oauth_providers.url_problem(value)):
+        check.add(field.name, problem)
+        return None
+    return value
 
 
 def _integer(check: Checker, field: fields.Field):
@@ -51,6 +72,8 @@ def _boolean(check: Checker, field: fields.Field):
 
 
 def _choice(check: Checker, field: fields.Field):
+    if field.nullable and check.payload.get(field.name) is None:
+        return None
     return check.choice(field.name, field.choice_values)
 
 
@@ -73,9 +96,29 @@ def _filter(check: Checker, field: fields.Field):
     return value or None  # {} means no filter, stored as null
 
 
+def _check_sign_in_on_create(check: Checker, data: dict) -> None:
+    """A new mailbox has nothing stored: its sign-in needs what the payload brings (a password,
+    or the OAuth2 client its flow uses). Updates are checked against the stored mailbox (accounts.py)."""
+    values = {**{name: DEFAULTS.get(name) for name in ("auth_method", "oauth_provider", "oauth_flow")}, **data}
+    if values["auth_method"] == oauth_providers.PASSWORD:
+        if "password" not in data and "password" not in check.errors:
+            check.add("password", "This field is required")
+        return
+    problems = oauth_providers.oauth_problems(
+        values, has_client_secret="oauth_client_secret" in data,
+        has_service_account="oauth_service_account_json" in data,
+    )
+    for name, messages in problems.items():
+        if name not in check.errors:
+            for message in messages:
+                check.add(name, message)
+
+
 READERS = {
     fields.TEXT: _text,
     fields.SECRET: _secret,
+    fields.OPTIONAL_TEXT: _optional_text,
+    fields.URL: _url,
     fields.INTEGER: _integer,
     fields.REFERENCE: _integer,
     fields.BOOLEAN: _boolean,
@@ -86,14 +129,19 @@ READERS = {
 
 
 def validate_account(payload, *, partial: bool) -> dict:
-    """Clean a create (partial=False, defaults filled in) or update (partial=True) payload."""
-    check = Checker(payload, WRITABLE)
+    """Clean a create (partial=False, defaults filled in) or update (partial=True) payload.
+
+    Rules across fields that need the stored mailbox (a password or an OAuth2 client for the
+    chosen sign-in) are accounts.py's."""
+    check = Checker(oauth_providers.with_provider_defaults(payload), WRITABLE)
     data = {}
     for field in fields.WRITABLE:
         if field.name in check.payload or (field.required and not partial):
             value = READERS[field.kind](check, field)
-            if field.name not in check.errors:
+            if field.name not in check.errors and value is not NOT_GIVEN:
                 data[field.name] = value
+    if not partial:
+        _check_sign_in_on_create(check, data)
     check.raise_if_errors()
     if not partial:
         for name, default in DEFAULTS.items():

@@ -13,6 +13,7 @@ from ..models import utcnow
 from . import audit, maintenance, runs
 from .importer import sync_account
 from .lease import MailboxLease
+from .oauth_access import SignInNeedsAction
 from .models import ImapAccount, SyncRun, task_id_for
 from .run_errors import describe_error
 from .scheduling import SYNC_FUNC
@@ -132,7 +133,8 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
         error = lease.stop_reason or describe_error(exc)
         log.warning("imap_sync:%s failed: %s", account_id, error)
         finished = runs.finish(run.id, account_id, "failed", error)  # keeps the counts committed batch by batch
-        if raise_errors:
+        # Only a person can fix a sign-in that needs action: retrying would only ask the provider again.
+        if raise_errors and not isinstance(exc, SignInNeedsAction):
             raise
         return finished
     error = "; ".join(result.errors[:5]) or None

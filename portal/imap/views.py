@@ -1,15 +1,17 @@
 """/admin/modules/imap: the mailbox workspace (full pages that work without JavaScript,
 and the partials htmx swaps in)."""
 from flask import Blueprint, abort, flash, make_response, redirect, render_template, request, url_for
+from flask_login import current_user
 from markupsafe import escape
 from sqlalchemy import select
 
+from .. import page_csp
 from ..auth import require_super_admin_page
 from ..extensions import db
 from ..http import get_or_404, page_arg
 from ..models import Company
 from ..validation import Conflict, ValidationError
-from . import accounts, filters, schemas, tasks, workspace
+from . import accounts, filters, oauth_connect, schemas, tasks, workspace
 from .connection_check import check_connection
 from .filter_guide import guide_html
 from .forms import MailboxForm
@@ -46,7 +48,7 @@ def index():
     context = workspace.rows_context(workspace.search_mailboxes(q))
     if is_htmx() and request.headers.get("HX-Target") == "mailbox-rows":
         return render_template("imap/_rows.html", q=q, **context)
-    return render_template("imap/index.html", q=q, **context)
+    return _with_connect_targets(render_template("imap/index.html", q=q, **context), context["accounts"])
 
 
 @bp.get("/<id:account_id>/row")
@@ -91,6 +93,7 @@ def _render_form(form, account, errors, status=200):
             account=account,
             errors=errors,
             cron_preview=workspace.cron_preview_context(form.schedule_cron.data or ""),
+            redirect_uri=oauth_connect.redirect_uri(),
         ),
         status,
     )
@@ -159,9 +162,47 @@ def test_connection_view():
 @bp.get("/<id:account_id>")
 def detail(account_id):
     account = account_or_404(account_id)
-    return render_template(
+    page = render_template(
         "imap/detail.html", account=account, **workspace.detail_context(account), **_messages_context(account)
     )
+    return _with_connect_targets(page, [account])
+
+
+def _with_connect_targets(page: str, shown: list[ImapAccount]):
+    """A Connect button's form is answered with a redirect to the provider: the page's CSP lets
+    forms go to the providers of the mailboxes shown, and nowhere else."""
+    response = make_response(page)
+    origins = sorted({origin for account in shown if (origin := workspace.authorize_origin(account))})
+    if origins:
+        response.headers["Content-Security-Policy"] = page_csp(form_action=" ".join(origins))
+    return response
+
+
+# --- OAuth2 connect ------------------------------------------------------------------------
+
+
+@bp.post("/<id:account_id>/oauth/connect")
+def oauth_connect_start(account_id):
+    account = account_or_404(account_id)
+    try:
+        url = oauth_connect.start(account, current_user.id)
+    except oauth_connect.NotAuthorizationCode as exc:
+        flash(str(exc), "error")
+        return redirect(url_for(".detail", account_id=account.id))
+    if is_htmx():
+        response = make_response("", 204)
+        response.headers["HX-Redirect"] = url
+        return response
+    return redirect(url, 303)
+
+
+@bp.get("/oauth/callback")
+def oauth_callback():
+    outcome = oauth_connect.finish(request.args, current_user.id)
+    flash(outcome.message, "info" if outcome.ok else "error")
+    if outcome.account_id is None:
+        return redirect(url_for(".index"))
+    return redirect(url_for(".detail", account_id=outcome.account_id))
 
 
 def _messages_context(account: ImapAccount) -> dict:

@@ -1,6 +1,8 @@
 """What the mailbox workspace shows: the mailbox list and its search, rows with their latest
 run and next scheduled time, a mailbox's recent runs and audit page, and the live cron
 preview. Reads only; the request handling stays in views.py."""
+from urllib.parse import urlsplit
+
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
@@ -8,6 +10,7 @@ from ..http import paginate
 from ..models import Company
 from . import audit, scheduling, schemas
 from .cron_words import describe
+from .oauth_providers import AUTHORIZATION_CODE, NOT_CONNECTED, OAUTH2, STATUS_LABELS, endpoints
 from .models import OUTCOMES, ImapAccount, SyncRun
 
 RUNS_SHOWN = 20
@@ -50,6 +53,7 @@ def rows_context(rows: list[ImapAccount]) -> dict:
         "next_runs": scheduling.next_run_times(ids),
         "runs": latest_runs(ids),
         "describe": describe,
+        "oauth_view": oauth_view,
     }
 
 
@@ -64,6 +68,7 @@ def detail_context(account: ImapAccount) -> dict:
         "next_run": scheduling.next_run_times([account.id]).get(account.id),
         "upcoming": scheduling.next_runs(account.schedule_cron, 3) if account.active else [],
         "describe": describe,
+        "oauth": oauth_view(account),
     }
 
 
@@ -86,3 +91,28 @@ def cron_preview_context(expression: str) -> dict:
     if error:
         return {"error": error, "expression": expression}
     return {"error": None, "expression": expression, "words": describe(expression), "runs": scheduling.next_runs(expression, 3)}
+
+
+def oauth_view(account: ImapAccount) -> dict | None:
+    """What the row and the detail page say about an OAuth2 mailbox's sign-in (None: password)."""
+    if account.auth_method != OAUTH2:
+        return None
+    ends = endpoints(account)
+    connects = ends.flow == AUTHORIZATION_CODE and bool(ends.authorize_url)
+    verb = "Connect" if account.oauth_status == NOT_CONNECTED else "Reconnect"
+    return {
+        "status": account.oauth_status,
+        "status_label": STATUS_LABELS.get(account.oauth_status, account.oauth_status),
+        "provider": ends.provider.label,
+        "flow": ends.flow,
+        "connect_label": f"{verb} with {ends.provider.label}" if connects else None,
+    }
+
+
+def authorize_origin(account: ImapAccount) -> str | None:
+    """The origin the mailbox's Connect button is redirected to, for the page's CSP."""
+    view = oauth_view(account)
+    if view is None or view["connect_label"] is None:
+        return None
+    parts = urlsplit(endpoints(account).authorize_url)
+    return f"{parts.scheme}://{parts.netloc}"

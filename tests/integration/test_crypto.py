@@ -31,20 +31,26 @@ def test_rotation_with_fallbacks_then_reencrypt():
 
 def test_reencrypt_command_moves_every_mailbox_to_the_new_key(app, app_ctx):
     from portal.extensions import db
-    from portal.imap.models import ImapAccount
+    from portal.imap.models import ENCRYPTED_COLUMNS, ImapAccount
 
     for index in range(3):
         db.session.add(ImapAccount(name=f"M{index}", host="h", username="u", password_encrypted=crypto.encrypt(f"pw{index}", OLD)))
+    oauth_secrets = {column: f"{column}-value" for column in ENCRYPTED_COLUMNS if column != "password_encrypted"}
+    db.session.add(ImapAccount(name="OAuth", host="h", username="u", auth_method="oauth2", **{
+        column: crypto.encrypt(value, OLD) for column, value in oauth_secrets.items()}))
     db.session.commit()
     saved = (app.config["SECRET_KEY"], app.config["SECRET_KEY_FALLBACKS"])
     app.config.update(NEW_WITH_FALLBACK)
     try:
         result = app.test_cli_runner().invoke(args=["crypto", "reencrypt"])
         assert result.exit_code == 0, result.output
-        assert "Re-encrypted 3 secret(s)" in result.output
+        assert "Re-encrypted 7 secret(s)" in result.output
         db.session.expire_all()
-        accounts = db.session.query(ImapAccount).order_by(ImapAccount.name).all()
+        accounts = db.session.query(ImapAccount).filter(ImapAccount.auth_method == "password").order_by(ImapAccount.name).all()
         assert [crypto.decrypt(a.password_encrypted, NEW_ONLY) for a in accounts] == ["pw0", "pw1", "pw2"]
+        oauth = db.session.query(ImapAccount).filter_by(name="OAuth").one()
+        # Client secret, service-account key, access and refresh tokens: all under the new key.
+        assert {column: crypto.decrypt(getattr(oauth, column), NEW_ONLY) for column in oauth_secrets} == oauth_secrets
         app.config.update(NEW_ONLY)
         broken = ImapAccount(name="foreign", host="h", username="u", password_encrypted=crypto.encrypt("x", {"SECRET_KEY": "unrelated", "SECRET_KEY_FALLBACKS": []}))
         db.session.add(broken)

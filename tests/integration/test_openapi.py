@@ -83,7 +83,8 @@ def test_mailbox_password_is_write_only(api):
     schemas = api.get("/api/openapi.json").get_json()["components"]["schemas"]
     assert "password" not in schemas["Mailbox"]["properties"]
     assert "has_password" in schemas["Mailbox"]["required"]
-    assert "password" in schemas["MailboxCreate"]["required"]
+    assert "password" not in schemas["MailboxCreate"]["required"]  # OAuth2 mailboxes have none
+    assert "auth_method password" in schemas["MailboxCreate"]["properties"]["password"]["description"]
     assert "password" not in schemas["MailboxUpdate"].get("required", [])
     assert schemas["MailboxCreate"]["properties"]["password"]["writeOnly"] is True
     assert "password" not in schemas["User"]["properties"]
@@ -213,7 +214,13 @@ def seed_data(app, api) -> dict:
             "name": "Support",
             "host": "imap.acme.test",
             "username": "support@acme.test",
-            "password": "mailbox-secret",
+            # OAuth2 (authorization code), so that connecting it has a success path too.
+            "auth_method": "oauth2",
+            "oauth_provider": "custom",
+            "oauth_client_id": "portal-client",
+            "oauth_client_secret": "client-secret",
+            "oauth_authorize_url": "https://login.acme.test/authorize",
+            "oauth_token_url": "https://login.acme.test/token",
             "company_id": company_id,
             "filter_query": {"any": [{"field": "from.domain", "equals": "acme.test"}, {"field": "size", "lt": 1000}]},
         },

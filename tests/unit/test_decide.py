@@ -226,7 +226,7 @@ def test_loop_guard_reads_headers_only():
     assert is_auto_generated(incoming(headers={"Auto-Submitted": "no"}).email) is None
 
 
-PURE_MODULES = ["decide", "association", "filters", "filter_regex", "filter_context", "parsing", "cron_words", "fields", "schemas"]
+PURE_MODULES = ["decide", "association", "filters", "filter_regex", "filter_context", "parsing", "cron_words", "fields", "schemas", "oauth_providers"]
 PURE_PORTAL_MODULES = ("validation",)  # framework-free modules of portal/ the pure ones may use
 IO_OR_FRAMEWORK = ("flask", "flask_sqlalchemy", "sqlalchemy", "redis", "rq", "imaplib", "imap_tools", "socket", "requests")
 

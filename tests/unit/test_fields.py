@@ -9,9 +9,10 @@ from portal.validation import ValidationError
 
 WRITABLE = [field.name for field in fields.WRITABLE]
 READABLE = [field.name for field in fields.READABLE]
-WITH_MAX_LENGTH = [field.name for field in fields.WRITABLE if field.max_length]
+WITH_MAX_LENGTH = [field.name for field in fields.WRITABLE if field.max_length
+                   and field.kind not in (fields.URL,) and field.name != "oauth_service_account_json"]
 WITH_RANGE = [field.name for field in fields.WRITABLE if field.kind == fields.INTEGER]
-WITH_DEFAULT = [field.name for field in fields.WRITABLE if not field.required]
+WITH_DEFAULT = [field.name for field in fields.WRITABLE if not field.required and field.kind != fields.SECRET]
 VALID = {"name": "Support", "host": "imap.example.com", "username": "u@example.com", "password": "pw"}
 
 
@@ -56,9 +57,11 @@ def test_names_are_unique_and_flags_consistent():
         else:
             assert field.label, f"{field.name} has no form label"
         if field.kind == fields.CHOICE:
-            assert field.default in field.choice_values
-    assert fields.REQUIRED_ON_CREATE == ("name", "host", "username", "password")
-    assert [f.name for f in fields.FIELDS if f.write_only] == ["password"]
+            assert field.default in field.choice_values or (field.nullable and field.default is None)
+    # The password is required with auth_method password only (accounts.py); OAuth2 needs none.
+    assert fields.REQUIRED_ON_CREATE == ("name", "host", "username")
+    assert [f.name for f in fields.FIELDS if f.write_only] == [
+        "password", "oauth_client_secret", "oauth_service_account_json"]
 
 
 # --- validation --------------------------------------------------------------------------
@@ -68,7 +71,8 @@ def test_validation_accepts_exactly_the_writable_fields():
     for field in fields.READABLE:
         if field.read_only:
             assert errors_of({field.name: None}, partial=True) == {field.name: ["Unknown field"]}
-    assert set(validate_account(dict(VALID), partial=False)) == set(WRITABLE)
+    secrets_not_sent = {f.name for f in fields.WRITABLE if f.kind == fields.SECRET and f.name not in VALID}
+    assert set(validate_account(dict(VALID), partial=False)) == set(WRITABLE) - secrets_not_sent
 
 
 @pytest.mark.parametrize("name", WITH_DEFAULT)
@@ -125,7 +129,8 @@ def test_form_field_label_help_and_default_come_from_the_table(form, name):
     elif not field.required and field.default is not None:
         assert form_field.data == field.default
     if field.kind == fields.CHOICE:
-        assert [value for value, _ in form_field.choices] == list(field.choice_values)
+        blank = [""] if field.nullable else []
+        assert [value for value, _ in form_field.choices] == blank + list(field.choice_values)
 
 
 def test_untouched_form_gives_the_table_defaults(form):
@@ -176,14 +181,15 @@ def test_openapi_request_schemas_follow_the_table(openapi, create):
     assert schema.get("required", []) == (list(fields.REQUIRED_ON_CREATE) if create else [])
     for field in fields.WRITABLE:
         prop = schema["properties"][field.name]
-        assert prop.get("default", "absent") == ("absent" if field.required else field.default), field.name
+        no_default = field.required or field.kind == fields.SECRET
+        assert prop.get("default", "absent") == ("absent" if no_default else field.default), field.name
         assert prop.get("writeOnly", False) is field.write_only, field.name
         if field.kind in (fields.TEXT, fields.SECRET):
             assert prop["maxLength"] == field.max_length, field.name
         if field.kind == fields.INTEGER:
             assert (prop["minimum"], prop["maximum"]) == (field.minimum, field.maximum), field.name
         if field.kind == fields.CHOICE:
-            assert prop["enum"] == list(field.choice_values)
+            assert [v for v in prop["enum"] if v is not None] == list(field.choice_values)
         if field.description:
             assert prop["description"].startswith(field.description), field.name
 
@@ -212,4 +218,4 @@ def test_table_and_validation_are_pure(module):
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"dataclasses", "crontab", "..validation", ".", ".fields"}, imported
+    assert imported <= {"dataclasses", "crontab", "..validation", ".", ".fields", ".oauth_providers"}, imported

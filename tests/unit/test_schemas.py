@@ -28,7 +28,10 @@ def test_update_keeps_only_given_fields():
 
 def test_required_fields_on_create():
     errors = errors_of({})
+    # The password only with auth_method password (the default).
     assert set(errors) == {"name", "host", "username", "password"}
+    assert set(errors_of({"auth_method": "oauth2", "oauth_provider": "custom"})) == {
+        "name", "host", "username", "oauth_client_id", "oauth_token_url", "oauth_authorize_url"}
 
 
 def test_types_and_ranges():
