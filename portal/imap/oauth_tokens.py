@@ -97,7 +97,8 @@ def _session(endpoints: Endpoints, client_secret: str | None, timeout: float, **
     session = _Session(
         client_id=endpoints.client_id,
         client_secret=client_secret or None,
-        token_endpoint_auth_method="client_secret_post" if client_secret else "none",
+        # HTTP Basic: the one client authentication every OAuth2 server must accept (RFC 6749 2.3.1).
+        token_endpoint_auth_method="client_secret_basic" if client_secret else "none",
         scope=endpoints.scope or None,
         **options,
     )
