@@ -86,7 +86,7 @@ FIELDS = (
         "auth_method", CHOICE, label="Sign-in", default="password", choices=AUTH_METHODS,
         description="password: LOGIN with the password; oauth2: AUTHENTICATE XOAUTH2 with a token (docs/oauth2.md)",
     ),
-    Field("username", TEXT, label="Username", max_length=320, help="The mailbox address for OAuth2."),
+    Field("username", TEXT, label="Username", max_length=320),
     Field(
         "password", SECRET, label="Password", max_length=1024, write_only=True, default=None,
         attribute="password_encrypted", description="Stored encrypted, never returned; required with auth_method password",
@@ -98,6 +98,8 @@ FIELDS = (
     ),
     Field(
         "oauth_flow", CHOICE, label="OAuth2 flow", default=None, nullable=True, choices=FLOWS,
+        help="Authorization code: an admin signs in once. Client credentials: Microsoft app-only. "
+             "Service account: Google domain-wide delegation.",
         description="authorization_code when null; microsoft: authorization_code or client_credentials; "
                     "google: authorization_code or service_account",
     ),

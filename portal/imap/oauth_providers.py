@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 PASSWORD, OAUTH2 = "password", "oauth2"
-AUTH_METHODS = ((PASSWORD, "Password"), (OAUTH2, "OAuth2 (Microsoft 365, Google, other)"))
+AUTH_METHODS = ((PASSWORD, "Password"), (OAUTH2, "OAuth2"))
 
 AUTHORIZATION_CODE, CLIENT_CREDENTIALS, SERVICE_ACCOUNT = "authorization_code", "client_credentials", "service_account"
 FLOWS = (
-    (AUTHORIZATION_CODE, "Authorization code (an admin signs in once)"),
-    (CLIENT_CREDENTIALS, "Client credentials (app-only access)"),
-    (SERVICE_ACCOUNT, "Service account (Google domain-wide delegation)"),
+    (AUTHORIZATION_CODE, "Authorization code"),
+    (CLIENT_CREDENTIALS, "Client credentials (app-only)"),
+    (SERVICE_ACCOUNT, "Service account (Google)"),
 )
 
 NOT_CONNECTED, CONNECTED, NEEDS_REAUTHORIZATION, ERROR = "not_connected", "connected", "needs_reauthorization", "error"
