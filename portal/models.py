@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, orm_insert_sentinel, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -109,6 +109,7 @@ class Ticket(db.Model):
     source: Mapped[str] = mapped_column(String(10), default="web")
     # Plain integer, not a foreign key: tickets outlive the mailbox that created them.
     source_mailbox_id: Mapped[int | None] = mapped_column(index=True)
+    source_mailbox_name: Mapped[str | None] = mapped_column(String(200))  # kept when the mailbox goes
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -138,6 +139,11 @@ class TicketMessage(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     author_email: Mapped[str | None] = mapped_column(String(320))
+    author_name: Mapped[str | None] = mapped_column(String(320))  # the sender's display name
+    sent_at: Mapped[datetime | None] = mapped_column()  # the email's Date header, UTC
+    cc: Mapped[list | None] = mapped_column(JSON)  # Cc recipients: [{"name", "email"}]
+    # A threaded reply keeps its new text in body_text; the history it quoted goes here (collapsed).
+    quoted_text: Mapped[str | None] = mapped_column(Text)
     body_text: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str] = mapped_column(Text, default="")
     message_id: Mapped[str | None] = mapped_column(String(998))

@@ -26,7 +26,11 @@ def account_json(account: ImapAccount, next_run_at=None) -> dict:
     result = {}
     for field in fields.READABLE:
         value = computed[field.name] if field.computed else getattr(account, field.stored_as)
-        result[field.name] = isoformat(value) if field.kind == fields.TIMESTAMP else value
+        if field.kind == fields.TIMESTAMP:
+            value = isoformat(value)
+        elif field.kind == fields.DATE and value is not None:
+            value = value.isoformat()
+        result[field.name] = value
     return result
 
 
@@ -45,7 +49,8 @@ def _check_references(data: dict, account: ImapAccount | None) -> None:
         raise ValidationError({"company_id": [f"Company {company_id} does not exist"]})
     name = data.get("name")
     if name is not None:
-        clash = db.session.scalar(select(ImapAccount).where(func.lower(ImapAccount.name) == name.lower()))
+        clash = db.session.scalar(select(ImapAccount).where(
+            func.lower(ImapAccount.name) == name.lower(), ImapAccount.deleted_at.is_(None)))
         if clash is not None and clash is not account:
             raise Conflict("name", f"A mailbox named '{name}' already exists")
 
@@ -117,6 +122,8 @@ def _check_sign_in(account: ImapAccount, data: dict) -> None:
         has_secret=oauth or bool(data.get("password") or (account.password_encrypted and "password_encrypted" not in dropped)),
     ):
         errors["security"] = [PLAINTEXT_NOT_ALLOWED]
+    if data.get("import_existing") == "since" and not data.get("import_since", account.import_since):
+        errors["import_since"] = ["Required with import_existing 'since'"]
     if errors:
         raise ValidationError(errors)
     for stored_as in dropped:

@@ -14,6 +14,7 @@ TEXT = "text"  # stripped, must not be blank, at most max_length characters
 SECRET = "secret"  # taken as typed (not stripped), stored encrypted, never returned
 OPTIONAL_TEXT = "optional_text"  # stripped; blank or null is stored as null
 URL = "url"  # an https:// endpoint (oauth_providers.url_problem), or null
+DATE = "date"  # YYYY-MM-DD, or null
 INTEGER = "integer"  # within minimum..maximum
 BOOLEAN = "boolean"
 CHOICE = "choice"  # one of `choices`
@@ -157,6 +158,28 @@ FIELDS = (
     Field("process_unread_only", BOOLEAN, label="Only process unread messages", default=True),
     Field("mark_as_read", BOOLEAN, label="Mark processed mail as read", default=True),
     Field(
+        "skip_auto_replies", BOOLEAN, label="Skip out-of-office and auto-replies", default=True,
+        description="Skip Auto-Submitted: auto-replied, X-Autoreply, X-Autorespond and Precedence: auto_reply "
+                    "(outcome skipped_auto_reply). Alerts, lists and bulk mail are imported either way",
+    ),
+    Field(
+        "skip_bounces", BOOLEAN, label="Skip bounces (delivery failure reports)", default=True,
+        description="Skip delivery status notifications: multipart/report; report-type=delivery-status, or a "
+                    "null Return-Path (outcome skipped_bounce)",
+    ),
+    Field(
+        "import_existing", CHOICE, label="Existing mail", default="all",
+        choices=(("all", "Import all"), ("since", "Import since a date"),
+                 ("none", "None: only mail that arrives from now on")),
+        description="What the first syncs take of the mail already in the folder: all of it, what arrived "
+                    "on or after import_since, or none (only mail that arrives after the mailbox is created)",
+    ),
+    Field(
+        "import_since", DATE, label="Import since", default=None, nullable=True,
+        description="With import_existing 'since': older messages are not candidates (UID SEARCH SINCE)",
+        help="With “Import since a date”.",
+    ),
+    Field(
         "sync_known_only", BOOLEAN, label="Only known senders (portal users and staff contacts)", default=False,
         description="Only import mail from known senders (users, staff, company domains)",
     ),
@@ -182,11 +205,17 @@ FIELDS = (
         "schedule_error", STRING, read_only=True, nullable=True,
         description="Set when the schedule could not be written (Redis down)",
     ),
+    Field(
+        "import_left_out", INTEGER, read_only=True, minimum=0,
+        description="Messages in the folder left out by import_existing at the last sync",
+    ),
     Field("last_synced_at", TIMESTAMP, read_only=True, nullable=True),
     Field("last_sync_status", STRING, read_only=True, nullable=True, examples=("succeeded",)),
     Field("last_error", STRING, read_only=True, nullable=True),
     Field("created_at", TIMESTAMP, read_only=True, description=UTC_TIMESTAMP),
     Field("updated_at", TIMESTAMP, read_only=True, description=UTC_TIMESTAMP),
+    Field("deleted_at", TIMESTAMP, read_only=True, nullable=True,
+          description="Set on a deleted mailbox, whose audit and sync history are kept"),
 )
 
 FIELD = {field.name: field for field in FIELDS}

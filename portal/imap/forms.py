@@ -34,7 +34,7 @@ def _names(*kinds) -> tuple[str, ...]:
 
 
 TEXT_FIELDS = _names(fields.TEXT, fields.CRON)
-OPTIONAL_FIELDS = _names(fields.OPTIONAL_TEXT, fields.URL)
+OPTIONAL_FIELDS = _names(fields.OPTIONAL_TEXT, fields.URL, fields.DATE)
 INTEGER_FIELDS = _names(fields.INTEGER)
 CHECKBOXES = _names(fields.BOOLEAN)
 CHOICE_FIELDS = _names(fields.CHOICE)
@@ -50,7 +50,8 @@ class MailboxForm(FlaskForm):
         for name in TEXT_FIELDS + CHECKBOXES:
             getattr(self, name).data = getattr(account, name)
         for name in CHOICE_FIELDS + OPTIONAL_FIELDS:
-            getattr(self, name).data = getattr(account, name) or ""
+            value = getattr(account, name)
+            getattr(self, name).data = value.isoformat() if hasattr(value, "isoformat") else (value or "")
         for name in INTEGER_FIELDS:
             getattr(self, name).data = str(getattr(account, name))
         self.company_id.data = str(account.company_id) if account.company_id else ""

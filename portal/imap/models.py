@@ -1,7 +1,9 @@
 """Mailboxes, the per-message audit, and sync runs."""
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false
+from datetime import date
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, false, text, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..extensions import db
@@ -14,6 +16,7 @@ OUTCOMES = (
     "skipped_filter",
     "skipped_unknown_sender",
     "skipped_auto_reply",
+    "skipped_bounce",
     "skipped_too_large",
     "duplicate",
     "failed",
@@ -42,7 +45,7 @@ def task_id_for(account_id: int) -> str:
 class ImapAccount(db.Model):
     __tablename__ = "imap_accounts"
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(MAX_LENGTH["name"]), unique=True)
+    name: Mapped[str] = mapped_column(String(MAX_LENGTH["name"]))
     host: Mapped[str] = mapped_column(String(MAX_LENGTH["host"]))
     port: Mapped[int] = mapped_column(default=993)
     security: Mapped[str] = mapped_column(String(10), default="ssl")
@@ -76,6 +79,15 @@ class ImapAccount(db.Model):
     process_unread_only: Mapped[bool] = mapped_column(default=True)
     mark_as_read: Mapped[bool] = mapped_column(default=True)
     sync_known_only: Mapped[bool] = mapped_column(default=False)
+    skip_auto_replies: Mapped[bool] = mapped_column(default=True, server_default=true())
+    skip_bounces: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # The first sync's view of the mail already there: all, since import_since, or none (UIDs from
+    # import_from_uid, the UIDNEXT recorded when it was first seen); import_left_out: how many the last
+    # sync left out that way.
+    import_existing: Mapped[str] = mapped_column(String(10), default="all", server_default="all")
+    import_since: Mapped[date | None] = mapped_column()
+    import_from_uid: Mapped[int | None] = mapped_column(BigInteger)
+    import_left_out: Mapped[int] = mapped_column(default=0, server_default="0")
     schedule_cron: Mapped[str] = mapped_column(String(MAX_LENGTH["schedule_cron"]), default="*/15 * * * *")
     filter_query: Mapped[dict | None] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(default=True)
@@ -92,6 +104,14 @@ class ImapAccount(db.Model):
     schedule_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # A deleted mailbox stays, without schedule or secrets, so its audit and runs keep explaining
+    # the tickets it made; its name is free again (the unique index covers live mailboxes only).
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        Index("uq_imap_accounts_live_name", "name", unique=True,
+              sqlite_where=text("deleted_at IS NULL"), postgresql_where=text("deleted_at IS NULL")),
+    )
 
     company: Mapped[Company | None] = relationship()
 
@@ -132,6 +152,7 @@ class ProcessedMessage(db.Model):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id", ondelete="SET NULL"))
     subject: Mapped[str | None] = mapped_column(String(998))
     from_address: Mapped[str | None] = mapped_column(String(320))
+    sent_at: Mapped[datetime | None] = mapped_column()  # the email's Date header, UTC
     size: Mapped[int | None] = mapped_column(BigInteger)
     attempts: Mapped[int] = mapped_column(default=1)
     rules_version: Mapped[int] = mapped_column(default=1)

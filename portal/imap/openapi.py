@@ -38,6 +38,8 @@ def _value_schema(field: fields.Field) -> dict:
         return integer(1)
     if kind == fields.TIMESTAMP:
         return string(format="date-time")
+    if kind == fields.DATE:
+        return string(format="date")
     return string()
 
 

@@ -1,4 +1,6 @@
 """Mailbox payload validation for the API and the form, read off the field table (pure)."""
+from datetime import date
+
 from crontab import CronTab
 
 from ..validation import Checker, ValidationError
@@ -55,6 +57,19 @@ def _optional_text(check: Checker, field: fields.Field):
     return check.string(field.name, max_length=field.max_length, allow_empty=True) or None
 
 
+def _date(check: Checker, field: fields.Field):
+    value = check.payload.get(field.name)
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        check.add(field.name, "Must be a date (YYYY-MM-DD) or null")
+        return None
+
+
 def _url(check: Checker, field: fields.Field):
     value = _optional_text(check, field)
     if value is not None and (problem := oauth_providers.url_problem(value)):
@@ -100,6 +115,8 @@ def _check_sign_in_on_create(check: Checker, data: dict) -> None:
     """A new mailbox has nothing stored: its sign-in needs what the payload brings (a password,
     or the OAuth2 client its flow uses). Updates are checked against the stored mailbox (accounts.py)."""
     values = {**{name: DEFAULTS.get(name) for name in ("auth_method", "oauth_provider", "oauth_flow")}, **data}
+    if data.get("import_existing") == "since" and not data.get("import_since") and "import_since" not in check.errors:
+        check.add("import_since", "Required with import_existing 'since'")
     if values["auth_method"] == oauth_providers.PASSWORD:
         if "password" not in data and "password" not in check.errors:
             check.add("password", "This field is required")
@@ -119,6 +136,7 @@ READERS = {
     fields.SECRET: _secret,
     fields.OPTIONAL_TEXT: _optional_text,
     fields.URL: _url,
+    fields.DATE: _date,
     fields.INTEGER: _integer,
     fields.REFERENCE: _integer,
     fields.BOOLEAN: _boolean,

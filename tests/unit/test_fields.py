@@ -218,4 +218,4 @@ def test_table_and_validation_are_pure(module):
             imported.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             imported.add("." * node.level + (node.module or ""))
-    assert imported <= {"dataclasses", "crontab", "..validation", ".", ".fields", ".oauth_providers"}, imported
+    assert imported <= {"dataclasses", "datetime", "crontab", "..validation", ".", ".fields", ".oauth_providers"}, imported
