@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 import requests
 from authlib.integrations.requests_client import AssertionSession, OAuth2Session
 from authlib.integrations.requests_client import OAuthError as AuthlibOAuthError
+from joserfc.errors import JoseError
+from joserfc.jwk import RSAKey
 
 from .client_errors import ImapAuthError, ImapConnectError
 from .destinations import check_destination
@@ -144,22 +146,21 @@ def client_credentials(endpoints: Endpoints, client_secret: str, *, timeout: flo
 def service_account(endpoints: Endpoints, key_json: str, *, subject: str, timeout: float) -> TokenSet:
     """JWT bearer grant (RFC 7523) signed with the service account's key, for `subject`."""
     key = json.loads(key_json)
+    try:
+        signing_key = RSAKey.import_key(key["private_key"])
+    except (ValueError, TypeError, JoseError):
+        raise OAuthRefused("The service account's private key is not a usable RSA key (check the JSON key)",
+                           "invalid_key") from None
     header = {"alg": "RS256"}
     if isinstance(key.get("private_key_id"), str):
         header["kid"] = key["private_key_id"]
     session = _AssertionSession(
         endpoints.token_url, issuer=key["client_email"], subject=subject, audience=endpoints.token_url,
-        scope=endpoints.scope or None, key=key["private_key"], header=header,
+        scope=endpoints.scope or None, key=signing_key, header=header,
     )
     session.deadline_seconds = timeout
     with _asking(endpoints, key["private_key"]):
-        try:
-            token = session.refresh_token()
-        except ValueError as exc:  # the key itself does not load or sign
-            if "Token endpoint response" in str(exc):
-                raise
-            raise OAuthRefused("The service account's private key cannot sign (check the JSON key)",
-                               "invalid_key") from None
+        token = session.refresh_token()
     return _token_set(token, endpoints, default_account=subject)
 
 
