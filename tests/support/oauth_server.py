@@ -29,7 +29,12 @@ Test controls: ``access_token_lifetime`` (seconds, default 3600),
 ``register_client(...)``, ``remove_client(client_id)``,
 ``new_service_account(...)`` (a Google-style service-account JSON dict with
 a fresh RSA key), ``revoke_refresh_token(token)``,
-``revoke_access_token(token)``, ``introspect(token)``, ``reset()``.  The
+``revoke_access_token(token)``, ``introspect(token)``, ``reset()``.
+Failure knobs (reset by ``reset()``): ``token_failure_status`` (e.g. 503:
+every ``/token`` call is answered with that status, after being recorded in
+``token_requests``), ``token_failure_body`` (the JSON object sent with it;
+default ``{"error": "temporarily_unavailable"}``) and ``token_delay``
+(seconds ``/token`` waits before answering).  The
 ``oauth_server`` fixture (function scope) hands out the session's server,
 reset before each test.
 """
@@ -254,6 +259,9 @@ class OAuthServer:
         self.access_token_lifetime = 3600
         self.default_user: str | None = None
         self.deny_authorization = False
+        self.token_failure_status: int | None = None
+        self.token_failure_body: dict | None = None
+        self.token_delay = 0.0
         self.token_requests.clear()
 
     # ------------------------------------------------------------- test API
@@ -343,6 +351,12 @@ class OAuthServer:
         @app.post("/token")
         def token():
             self.token_requests.append(request.form.get("grant_type", ""))
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            if self.token_failure_status is not None:
+                body = self.token_failure_body if self.token_failure_body is not None else {
+                    "error": "temporarily_unavailable"}
+                return jsonify(body), self.token_failure_status, {"Cache-Control": "no-store"}
             return server.create_token_response()
 
         @app.post("/introspect")
