@@ -35,7 +35,7 @@ CONNECT_FIRST = "Connect the mailbox first"
 
 MICROSOFT_TENANT_DEFAULT = "organizations"
 # A tenant is a GUID, a domain, or one of Microsoft's aliases; it is put into a URL path.
-TENANT_PATTERN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,198}[A-Za-z0-9])?$")
+TENANT_PATTERN = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9.-]{0,198}[A-Za-z0-9])?\Z")
 SHARED_TENANTS = ("organizations", "common", "consumers")
 MAX_SERVICE_ACCOUNT_BYTES = 16 * 1024
 

@@ -63,7 +63,9 @@ class _Bounded:
         check_destination(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
         kwargs["allow_redirects"] = False
         kwargs["stream"] = True
-        kwargs.setdefault("timeout", self.deadline_seconds)
+        if kwargs.get("timeout") is None:  # requests always passes the key, None unless asked
+            kwargs["timeout"] = self.deadline_seconds
+        request.headers["Accept-Encoding"] = "identity"  # read1 below hands over raw bytes
         response = super().send(request, **kwargs)
         try:
             if response.is_redirect:
@@ -77,8 +79,10 @@ class _Bounded:
 
 
 def _read_capped(response, deadline: float, url: str) -> bytes:
+    """What has arrived, as it arrives (read1: a server trickling bytes cannot hold a read open
+    past the deadline, each wait is bounded by the socket timeout)."""
     body = bytearray()
-    for chunk in response.iter_content(16 * 1024):
+    while chunk := response.raw.read1(16 * 1024):
         body += chunk
         if len(body) > MAX_RESPONSE_BYTES:
             raise OAuthUnavailable(f"The token endpoint {_where(url)} sent more than {MAX_RESPONSE_BYTES // 1024} KB")
@@ -175,15 +179,20 @@ class _asking:
     def __enter__(self):
         return self
 
+    def _scrubbed(self, text) -> str:
+        text = str(text)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def __exit__(self, kind, exc, tb):
         if exc is None or isinstance(exc, (OAuthRefused, OAuthUnavailable, ImapConnectError)):
             return False
         where = _where(self.endpoints.token_url)
         if isinstance(exc, AuthlibOAuthError):
-            code = _clean(exc.error or "error", 60)
-            description = _clean(exc.description or "", MAX_DESCRIPTION)
-            for secret in self.secrets:
-                description = description.replace(secret, "***")
+            # The secrets go before the text is cut: a secret across the cut must not leave its start.
+            code = _clean(self._scrubbed(exc.error or "error"), 60)
+            description = _clean(self._scrubbed(exc.description or ""), MAX_DESCRIPTION)
             detail = f"{code}: {description}" if description else code
             raise OAuthRefused(f"{self.endpoints.provider.label.capitalize()} refused the sign-in ({detail})",
                                code) from None
