@@ -1,5 +1,10 @@
 """What a filter sees of a message: its fields (subject, body, addresses and domains, headers,
-flags, size) plus the mailbox's, as the dict `filters.evaluate` reads (pure)."""
+flags, size) plus the mailbox's, as the dict `filters.evaluate` reads (pure).
+
+The names and their meaning are MyPortal's (its `_build_filter_context`): `message_id` is the
+header as written, with its angle brackets; `body` is the HTML body when there is one, else the
+text; every header is reachable by its lower-case name. `body_text`, `body_html`,
+`has_attachments` and `size` are ours."""
 from __future__ import annotations
 
 
@@ -11,6 +16,7 @@ def build_context(email, *, account_id, account_name, company_id, folder, flags,
     from_list = list(getattr(email, "from_addresses", None) or ([from_] if from_ else []))
     to, cc = _addresses(email, "to"), _addresses(email, "cc")
     text = getattr(email, "text", None) or ""
+    html = getattr(email, "html", None) or ""
     headers = {}
     for name, values in (getattr(email, "headers", None) or {}).items():
         values = [values] if isinstance(values, str) else list(values or [])
@@ -18,8 +24,10 @@ def build_context(email, *, account_id, account_name, company_id, folder, flags,
             headers[name.lower()] = values[0] if len(values) == 1 else values
     return {
         "subject": getattr(email, "subject", None) or "",
-        "body": text if text.strip() else (getattr(email, "html", None) or ""),
-        "message_id": getattr(email, "message_id", None),
+        "body": html if html.strip() else text,
+        "body_text": text,
+        "body_html": html,
+        "message_id": _message_id_as_written(email, headers),
         "from": {
             "address": _address(from_) if from_ else None,
             "addresses": [_address(a) for a in from_list],
@@ -43,6 +51,16 @@ def build_context(email, *, account_id, account_name, company_id, folder, flags,
         "has_attachments": bool(getattr(email, "attachments", None)),
         "size": size,
     }
+
+
+def _message_id_as_written(email, headers: dict) -> str | None:
+    """The Message-ID header with its angle brackets (MyPortal's meaning), e.g. `<srv-1@x>`."""
+    value = headers.get("message-id")
+    value = value[0] if isinstance(value, list) else value
+    if value and value.strip():
+        return value.strip()
+    bare = getattr(email, "message_id", None)
+    return f"<{bare}>" if bare else None
 
 
 def _addresses(email, attr) -> list:

@@ -1,7 +1,9 @@
 """Filter DSL deciding which IMAP messages become tickets.
 
 A filter is a JSON object: a condition ``{"field": ..., "<operator>": value}``
-or a group ``{"all"|"any"|"none": [node, ...]}``. See docs/imap-filters.md.
+or a group ``{"all"|"any"|"none": [node, ...]}``. It reads as MyPortal's did: field names
+are case-insensitive and keys the DSL does not know (``description``, notes) are ignored.
+See the guide, portal/templates/imap/filter_guide.md.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .filter_regex import (
 HEADER_PREFIX = "headers."
 
 FIELDS = frozenset({
-    "subject", "body", "message_id",
+    "subject", "body", "body_text", "body_html", "message_id",
     "from.address", "from.addresses", "from.domain", "from.domains", "from.raw",
     "to", "cc", "bcc", "to_domains", "cc_domains",
     "reply_to.addresses", "sender.addresses",
@@ -36,7 +38,7 @@ FIELDS = frozenset({
 VALUE_KINDS = {
     "equals": "scalar", "not_equals": "scalar",
     "in": "array", "not_in": "array",
-    "contains": "string", "not_contains": "string",
+    "contains": "substring", "not_contains": "substring",
     "starts_with": "string", "ends_with": "string",
     "matches": "regex", "not_matches": "regex",
     "present": "bool", "absent": "bool",
@@ -70,6 +72,11 @@ class FilterTimeout(FilterError):
 
 # --------------------------------------------------------------------------
 # Validation
+
+def field_name(field: str) -> str:
+    """A field as the context spells it: case and spaces around the dots do not matter."""
+    return ".".join(part.strip().lower() for part in field.split(".") if part.strip())
+
 
 def validate(obj) -> list[str]:
     """Return every problem in the filter, one message each (empty when valid)."""
@@ -119,10 +126,7 @@ def _check_node(node, path, depth, errors, budget):
         errors.append((path, "a node cannot mix 'field' with group keys ("
                        + ", ".join(f"'{k}'" for k in groups) + ")"))
         return
-    if groups:
-        for key in node:
-            if key not in GROUP_KEYS:
-                errors.append((path, f"unexpected key '{key}' in a group (groups only take 'all', 'any', 'none')"))
+    if groups:  # other keys (a description, a note) are ignored, as MyPortal ignored them
         for key in groups:
             children = node[key]
             if not isinstance(children, list):
@@ -148,18 +152,20 @@ def _check_condition(node, path, errors):
     elif not _known_field(field):
         errors.append((path, f"unknown field '{field}'"))
 
-    if "case_sensitive" in node and not isinstance(node["case_sensitive"], bool):
+    if node.get("case_sensitive") is not None and not isinstance(node["case_sensitive"], bool):
         errors.append((path, "'case_sensitive' must be true or false"))
 
-    unknown = [k for k in node if k not in OPERATORS and k not in ("field", "case_sensitive")]
-    for key in unknown:
-        errors.append((path, f"unknown operator '{key}'"))
     ops = [k for k in node if k in OPERATORS]
     if len(ops) > 1:
         errors.append((path, "several operators (" + ", ".join(f"'{k}'" for k in ops)
                        + "): a condition takes exactly one; combine conditions with 'all'"))
-    elif not ops and not unknown:
-        errors.append((path, "missing operator: add one of " + ", ".join(VALUE_KINDS)))
+    elif not ops:
+        # Other keys are notes (ignored) next to an operator; without one, they are its typo.
+        unknown = [k for k in node if k not in ("field", "case_sensitive")]
+        for key in unknown:
+            errors.append((path, f"unknown operator '{key}'"))
+        if not unknown:
+            errors.append((path, "missing operator: add one of " + ", ".join(VALUE_KINDS)))
     for op in ops:
         msg = _check_value(op, node[op])
         if msg:
@@ -167,7 +173,8 @@ def _check_condition(node, path, errors):
 
 
 def _known_field(field: str) -> bool:
-    return field in FIELDS or (field.startswith(HEADER_PREFIX) and len(field) > len(HEADER_PREFIX))
+    name = field_name(field)
+    return name in FIELDS or (name.startswith(HEADER_PREFIX) and len(name) > len(HEADER_PREFIX))
 
 
 def _check_value(op, value):
@@ -178,8 +185,10 @@ def _check_value(op, value):
         return f"operator '{op}' expects an array of values"
     if kind == "number" and not _is_number(value):
         return f"operator '{op}' expects a number"
-    if kind == "bool" and not isinstance(value, bool):
+    if kind == "bool" and not (value is None or isinstance(value, bool)):  # null: true, as in MyPortal
         return f"operator '{op}' expects true or false"
+    if kind == "substring" and not _is_scalar(value):
+        return f"operator '{op}' expects a string (a number or boolean is compared whole)"
     if kind in ("string", "regex") and not isinstance(value, str):
         return f"operator '{op}' expects a string"
     if kind == "regex":
@@ -271,6 +280,46 @@ def evaluate(filter, context: dict) -> bool:
         raise FilterTimeout() from None
 
 
+def why_rejected(filter, context: dict) -> str:
+    """Which part of a (valid) filter turned the message down, said for a person: the path
+    and the condition, e.g. ``none[0] matched: {"field": "headers.list-id", "present": true}``."""
+    try:
+        return _why_not(filter, context, RegexBudget(REGEX_BUDGET_SECONDS), "")
+    except RegexBudgetExceeded:
+        return FilterTimeout.MESSAGE
+
+
+def _why_not(node, ctx, budget: RegexBudget, path: str) -> str:
+    if "field" in node:
+        return f"{path or 'The filter'} did not match: {_shown(node)}"
+    for key in GROUP_KEYS:
+        children = node.get(key)
+        if children is None:
+            continue
+        at = f"{path}.{key}" if path else key
+        if key == "all":
+            for i, child in enumerate(children):
+                if not _eval(child, ctx, budget):
+                    return _why_not(child, ctx, budget, f"{at}[{i}]")
+        elif key == "any" and not any(_eval(child, ctx, budget) for child in children):
+            return f"{at}: none of its {len(children)} entries matched"
+        elif key == "none":
+            for i, child in enumerate(children):
+                if _eval(child, ctx, budget):
+                    return f"{at}[{i}] matched: {_shown(child)}"
+    return "The filter did not match"
+
+
+def _shown(node, limit: int = 300) -> str:
+    """A node as compact JSON, without its notes (keys the DSL ignores)."""
+    if "field" in node:
+        node = {k: v for k, v in node.items() if k in OPERATORS or k in ("field", "case_sensitive")}
+    else:
+        node = {k: v for k, v in node.items() if k in GROUP_KEYS}
+    text = json.dumps(node, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
 def _eval(node, ctx, budget: RegexBudget) -> bool:
     if "field" not in node:
         # Each group key present must pass.
@@ -285,10 +334,11 @@ def _eval(node, ctx, budget: RegexBudget) -> bool:
     value = resolve(ctx, node["field"])
     op = next(k for k in node if k in OPERATORS)
     expected = node[op]
-    cs = node.get("case_sensitive", False)
+    cs = bool(node.get("case_sensitive"))
 
     if op in ("present", "absent"):
-        return _is_present(value) == (expected if op == "present" else not expected)
+        wanted = expected is not False  # null means true, as in MyPortal
+        return _is_present(value) == (wanted if op == "present" else not wanted)
 
     items = value if isinstance(value, list) else [] if value is None else [value]
     negated = op.startswith("not_")
@@ -303,10 +353,11 @@ def _eval(node, ctx, budget: RegexBudget) -> bool:
 
 
 def resolve(ctx: dict, field: str):
-    """Value of a dotted field path in the context; None when the path does not exist."""
+    """Value of a dotted field path in the context (any case); None when the path does not exist."""
+    field = field_name(field)
     if field.startswith(HEADER_PREFIX):
         headers = ctx.get("headers")
-        return headers.get(field[len(HEADER_PREFIX):].lower()) if isinstance(headers, dict) else None
+        return headers.get(field[len(HEADER_PREFIX):]) if isinstance(headers, dict) else None
     value = ctx
     for part in field.split("."):
         if not isinstance(value, dict):
@@ -363,6 +414,8 @@ def _equals(actual, expected, cs) -> bool:
 
 def _string_test(method):
     def test(actual, expected, cs):
+        if not isinstance(expected, str):  # contains 5 / contains true: MyPortal compared them whole
+            return _equals(actual, expected, cs)
         text = _text(actual)
         return text is not None and getattr(_fold(text, cs), method)(_fold(expected, cs))
     return test

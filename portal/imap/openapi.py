@@ -132,19 +132,23 @@ def filter_schemas() -> dict:
         "array": {"type": "array", "items": scalar},
         "string": string(),
         "regex": string(maxLength=MAX_FILTER_PATTERN, description="A Python regular expression"),
-        "bool": BOOLEAN,
+        "substring": {**scalar, "description": "Text to find; a number or boolean is compared whole"},
+        "bool": {"type": ["boolean", "null"], "description": "null reads as true"},
         "number": {"type": "number"},
     }
     field = {
+        "description": "Field names are case-insensitive (`Subject` is `subject`).",
         "anyOf": [
             string(enum=FILTER_FIELDS),
-            string(pattern=r"^headers\.[\s\S]", description="Any header by its lower-case name"),
-        ]
+            string(pattern=r"[A-Z]", description="One of the same names, in any case"),
+            string(pattern=r"^[Hh][Ee][Aa][Dd][Ee][Rr][Ss]\.[\s\S]", description="Any header by its name"),
+        ],
     }
     conditions = [
         obj(
-            {"field": field, "case_sensitive": BOOLEAN, operator: values[kind]},
+            {"field": field, "case_sensitive": {"type": ["boolean", "null"]}, operator: values[kind]},
             ["field", operator],
+            closed=False,  # other keys (a description) are ignored, as MyPortal ignored them
             title=f"{operator} condition",
         )
         for operator, kind in FILTER_OPERATORS.items()
@@ -159,7 +163,10 @@ def filter_schemas() -> dict:
             "oneOf": [ref("FilterCondition"), ref("FilterGroup")],
         },
         "FilterCondition": {"oneOf": conditions},
-        "FilterGroup": obj({"all": children, "any": children, "none": children}, minProperties=1),
+        "FilterGroup": obj(
+            {"all": children, "any": children, "none": children}, closed=False,
+            anyOf=[{"required": [key]} for key in ("all", "any", "none")], **{"not": {"required": ["field"]}},
+        ),
         "Filter": {
             "description": "A filter, or null / {} for none (every message passes; stored as null).",
             "anyOf": [ref("FilterNode"), {"type": "object", "maxProperties": 0}, {"type": "null"}],

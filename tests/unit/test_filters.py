@@ -202,7 +202,8 @@ def test_evaluate_rejects_invalid_filter():
     ({"field": "headers.", "equals": "a"}, ["Unknown field 'headers.'"]),
     ({"field": 3, "equals": "a"}, ["'field' must be a string"]),
     ({"field": "subject", "startswith": "a"}, ["Unknown operator 'startswith'"]),
-    ({"field": "subject", "equals": "a", "cs": True}, ["Unknown operator 'cs'"]),
+    ({"field": "subject", "cs": True}, ["Unknown operator 'cs'"]),  # no operator: the other key is its typo
+    ({"field": "subject", "description": "why"}, ["Unknown operator 'description'"]),
     ({"field": "subject", "in": "a"}, ["Operator 'in' expects an array of values"]),
     ({"field": "subject", "not_in": [["a"]]}, ["Operator 'not_in' expects an array of values"]),
     ({"field": "subject", "in": [None]}, ["Operator 'in' expects an array of values"]),
@@ -212,9 +213,13 @@ def test_evaluate_rejects_invalid_filter():
     ({"field": "size", "lt": True}, ["Operator 'lt' expects a number"]),
     ({"field": "size", "lt": float("nan")}, ["Operator 'lt' expects a number"]),
     ({"field": "subject", "present": "yes"}, ["Operator 'present' expects true or false"]),
+    ({"field": "subject", "present": None}, []),  # MyPortal: null reads as true
     ({"field": "subject", "absent": 1}, ["Operator 'absent' expects true or false"]),
-    ({"field": "subject", "contains": 1}, ["Operator 'contains' expects a string"]),
-    ({"field": "subject", "not_contains": None}, ["Operator 'not_contains' expects a string"]),
+    ({"field": "subject", "contains": 1}, []),  # MyPortal: a number is compared whole
+    ({"field": "subject", "contains": [1]},
+     ["Operator 'contains' expects a string (a number or boolean is compared whole)"]),
+    ({"field": "subject", "not_contains": None},
+     ["Operator 'not_contains' expects a string (a number or boolean is compared whole)"]),
     ({"field": "subject", "starts_with": ["a"]}, ["Operator 'starts_with' expects a string"]),
     ({"field": "subject", "ends_with": {}}, ["Operator 'ends_with' expects a string"]),
     ({"field": "subject", "matches": 1}, ["Operator 'matches' expects a string"]),
@@ -224,6 +229,7 @@ def test_evaluate_rejects_invalid_filter():
      ["Operator 'not_matches' has an invalid regular expression: "
       "min repeat greater than max repeat at position 2"]),
     ({"field": "subject", "equals": "a", "case_sensitive": "yes"}, ["'case_sensitive' must be true or false"]),
+    ({"field": "subject", "equals": "a", "case_sensitive": None}, []),
     ({"all": "x"}, ["'all' must be an array"]),
     ({"any": {}}, ["'any' must be an array"]),
     ({"none": None}, ["'none' must be an array"]),
@@ -234,8 +240,11 @@ def test_evaluate_rejects_invalid_filter():
     ({"all": [{}]}, ["all[0]: empty node: expected a condition ('field' and an operator) "
                      "or a group ('all', 'any', 'none')"]),
     ({"field": "subject", "equals": "a", "all": []}, ["A node cannot mix 'field' with group keys ('all')"]),
-    ({"all": [], "equals": "a"},
-     ["Unexpected key 'equals' in a group (groups only take 'all', 'any', 'none')"]),
+    ({"all": [], "description": "a group with a note"}, []),
+    ({"field": "Subject", "equals": "a", "description": "a note", "owner": "jane"}, []),
+    ({"field": "FROM.Domain", "equals": "a"}, []),
+    ({"field": "Headers.X-Priority", "present": True}, []),
+    ({"field": "HEADERS.", "equals": "a"}, ["Unknown field 'HEADERS.'"]),
     ("subject", ["The filter must be a JSON object, got a string"]),
     ([YES], ["The filter must be a JSON object, got an array"]),
     (3, ["The filter must be a JSON object, got a number"]),
@@ -257,7 +266,6 @@ def test_validation_reports_every_problem():
     assert validate({"field": "nope", "in": "x", "case_sensitive": 1, "foo": 1}) == [
         "Unknown field 'nope'",
         "'case_sensitive' must be true or false",
-        "Unknown operator 'foo'",
         "Operator 'in' expects an array of values",
     ]
 
@@ -470,8 +478,9 @@ def context(email, flags=("\\Seen",), size=1234):
 def test_build_context():
     ctx = context(make_email())
     assert ctx["subject"] == "Printer offline"
-    assert ctx["body"] == "Hello"
-    assert ctx["message_id"] == "abc@acme.com"
+    assert ctx["body"] == "<p>Hello</p>"  # MyPortal: the HTML body when there is one
+    assert ctx["body_text"] == "Hello" and ctx["body_html"] == "<p>Hello</p>"
+    assert ctx["message_id"] == "<abc@acme.com>"  # as written, with its angle brackets
     assert ctx["from"] == {
         "address": "jane.doe@acme.com",
         "addresses": ["jane.doe@acme.com", "boss@bigclient.com"],
@@ -503,10 +512,10 @@ def test_build_context_every_field_resolves():
 
 
 def test_build_context_fallbacks():
-    email = make_email(text="  ", from_=None, from_addresses=[], attachments=[], headers={},
+    email = make_email(html=" ", from_=None, from_addresses=[], attachments=[], headers={},
                        reply_to=[], message_id=None)
     ctx = context(email, flags=["\\Flagged"])
-    assert ctx["body"] == "<p>Hello</p>"  # HTML when there is no text part
+    assert ctx["body"] == "Hello"  # the text when there is no HTML
     assert ctx["from"]["address"] is None and ctx["from"]["domain"] is None
     assert ctx["from"]["addresses"] == [] and ctx["from"]["domains"] == []
     assert ctx["is_unread"] is True and ctx["is_read"] is False
@@ -526,3 +535,41 @@ def test_build_context_end_to_end():
     }
     assert validate(rule) == []
     assert evaluate(rule, ctx) is True
+
+
+# ---------------------------------------------------------------- MyPortal's reading
+
+
+@pytest.mark.parametrize("condition,expected", [
+    ({"field": "Subject", "contains": "printer"}, True),  # field names in any case
+    ({"field": "ACCOUNT.Name", "equals": "acme support"}, True),
+    ({"field": " from . domain ", "equals": "acme.com"}, True),  # spaces around the dots
+    ({"field": "Headers.X-Spam-Score", "lt": 5}, True),
+    ({"field": "headers.RECEIVED", "contains": "b.example"}, True),
+    ({"field": "subject", "contains": "printer", "description": "notes are ignored"}, True),
+    ({"field": "subject", "present": None}, True),  # null reads as true
+    ({"field": "subject", "absent": None}, False),
+    ({"field": "size", "contains": 2048}, True),  # a number is compared whole
+    ({"field": "size", "not_contains": 2048}, False),
+    ({"field": "is_unread", "contains": True}, True),
+    ({"field": "subject", "contains": "PRINTER", "case_sensitive": None}, True),
+])
+def test_myportal_reading(condition, expected):
+    assert evaluate(condition, CTX) is expected
+
+
+@pytest.mark.parametrize("rule,said", [
+    ({"field": "subject", "contains": "invoice"},
+     'The filter did not match: {"field": "subject", "contains": "invoice"}'),
+    ({"all": [{"field": "size", "gt": 1}, {"field": "subject", "contains": "invoice", "description": "x"}]},
+     'all[1] did not match: {"field": "subject", "contains": "invoice"}'),
+    ({"any": [{"field": "subject", "contains": "a1"}, {"field": "subject", "contains": "b2"}]},
+     "any: none of its 2 entries matched"),
+    ({"none": [{"field": "size", "gt": 10_000}, {"field": "headers.x-spam-score", "present": True}]},
+     'none[1] matched: {"field": "headers.x-spam-score", "present": true}'),
+    ({"all": [{"none": [{"any": [{"field": "flags", "equals": "\\Seen"}]}]}]},
+     'all[0].none[0] matched: {"any": [{"field": "flags", "equals": "\\\\Seen"}]}'),
+])
+def test_why_rejected_names_the_deciding_part(rule, said):
+    assert evaluate(rule, CTX) is False
+    assert filters.why_rejected(rule, CTX) == said
