@@ -6,7 +6,9 @@ from ..auth import api_user, require_super_admin_api
 from ..extensions import db
 from ..http import get_or_404, json_body, paginated, pagination, register_json_errors, reject_unstorable_query_args
 from ..validation import Conflict, ValidationError
-from . import accounts, audit, oauth_connect, schemas, tasks
+from . import accounts, audit, oauth_connect, preview, schemas, tasks
+from .client_errors import ImapError
+from .oauth_access import SignInNeedsAction
 from .models import OUTCOMES, ImapAccount, ProcessedMessage, SyncRun
 
 bp = Blueprint("imap_api", __name__, url_prefix="/api/imap")
@@ -125,3 +127,18 @@ def retry_message(account_id, message_id):
     return jsonify(
         message=audit.processed_message_json(message), sync_run_id=run.id, job_id=run.job_id, status=run.status
     ), 202
+
+
+@bp.post("/accounts/<id:account_id>/filter-preview")
+def filter_preview(account_id):
+    """What a sync would do with the newest messages under the given (unsaved) settings; changes nothing."""
+    account = account_or_404(account_id)
+    settings, limit = preview.read_request(json_body(optional=True))
+    try:
+        result = preview.preview(account, settings, limit)
+    except SignInNeedsAction as exc:
+        raise Conflict("auth", f"The mailbox cannot sign in until someone acts: {exc}") from None
+    except ImapError as exc:
+        db.session.rollback()
+        return jsonify(error=f"Could not read the mailbox: {exc}"), 502
+    return jsonify(result)
