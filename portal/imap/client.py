@@ -22,6 +22,7 @@ import logging
 import socket
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import date
 from typing import ContextManager, Iterator, Mapping
 
 from imap_tools.mailbox import BaseMailBox
@@ -67,8 +68,11 @@ from .client_wire import (
     clean_uids,
     collect_fetch_items,
     compress_uids,
-    parse_list_item,
+    folder_state,
+    merge_fetch_items,
     parse_search,
+    search_criteria,
+    selectable_folders,
 )
 from .client_xoauth2 import authenticate_xoauth2, check_credentials
 from .fields import SECURITY_MODES
@@ -228,17 +232,7 @@ class ImapSession:
                 raise ImapError(redact(f"Could not list folders on {self._where}: {response_text(data)}",
                                        *settings_secrets(self._settings)))
             typ, data = self._client._untagged_response(typ, data, "LIST")
-        names: list[str] = []
-        for item in data:
-            parsed = parse_list_item(item)
-            if parsed is None:
-                continue
-            flags, name = parsed
-            if "\\noselect" in flags or "\\nonexistent" in flags:
-                continue
-            if name not in names:
-                names.append(name)
-        return names
+        return selectable_folders(data)
 
     def select(self, folder: str, readonly: bool) -> FolderState:
         """SELECT (or EXAMINE when readonly) a folder."""
@@ -251,34 +245,23 @@ class ImapSession:
             if "nonexistent" in low or "exist" in low or "not found" in low or "unknown mailbox" in low:
                 raise ImapError(f"Folder '{folder}' does not exist")
             raise self._refused(SELECT, data, folder)
-        ur = self._client.untagged_responses
-        try:
-            uidvalidity = int(ur["UIDVALIDITY"][-1])
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise ImapError(f"Server {self._where} sent no UIDVALIDITY for folder '{folder}'") from None
-        try:
-            uidnext: int | None = int(ur["UIDNEXT"][-1])
-        except (KeyError, IndexError, TypeError, ValueError):
-            uidnext = None
-        try:
-            exists = int(data[-1])
-        except (IndexError, TypeError, ValueError):
-            exists = 0
+        state = folder_state(self._client.untagged_responses, data)
+        if state is None:
+            raise ImapError(f"Server {self._where} sent no UIDVALIDITY for folder '{folder}'")
         self.folder = folder
         self.readonly = readonly
-        return FolderState(uidvalidity=uidvalidity, uidnext=uidnext, exists=exists)
+        return state
 
-    def search_uids(self, *, unseen_only: bool, above_uid: int = 0) -> list[int]:
-        """Sorted UIDs: UNSEEN ones, and/or those above ``above_uid``."""
+    def search_uids(self, *, unseen_only: bool, above_uid: int = 0, below_uid: int | None = None,
+                    since: date | None = None, before: date | None = None) -> list[int]:
+        """Sorted UIDs matching all that is given: UNSEEN, above ``above_uid`` / below
+        ``below_uid``, INTERNALDATE on or after ``since`` / before ``before``."""
         self._ensure_selected()
         above_uid = max(0, int(above_uid))
-        criteria: list[str] = []
-        if unseen_only:
-            criteria.append("UNSEEN")
-        if above_uid:
-            criteria += ["UID", f"{above_uid + 1}:*"]
-        if not criteria:
-            criteria.append("ALL")
+        criteria = search_criteria(unseen_only=unseen_only, above_uid=above_uid, below_uid=below_uid,
+                                   since=since, before=before)
+        if criteria is None:
+            return []
         with self._failing(SEARCH), self._long_lines(MAX_SEARCH_LINE_BYTES):
             try:
                 typ, data = self._client.uid("SEARCH", "CHARSET", SEARCH_CHARSET, *criteria)
@@ -293,7 +276,7 @@ class ImapSession:
         if typ != "OK":
             raise self._refused(SEARCH, data)
         # "N:*" also matches the last message when no UID >= N exists
-        return sorted(u for u in parse_search(data) if u > above_uid)
+        return sorted(u for u in parse_search(data) if above_uid < u < (below_uid or 1 << 63))
 
     @contextmanager
     def _long_lines(self, max_line_bytes: int) -> Iterator[None]:
@@ -403,6 +386,26 @@ class ImapSession:
                 raw = item.body or b""
                 yield FetchedMessage(uid=uid, flags=item.flags or (),
                                      size=item.size if item.size is not None else len(raw), raw=raw)
+
+    def fetch_items(self, uids: list[int], items: str, *, max_literal_bytes: int | None = None) -> dict[int, FetchItem]:
+        """One UID FETCH of any items (BODYSTRUCTURE, INTERNALDATE, BODY.PEEK[<section>]) for
+        a few messages, answers merged per UID; UIDs gone from the folder are left out. With
+        ``max_literal_bytes`` no literal (and no more in all) above that is read: a server
+        sending more is cut off unread, as for any literal over the cap."""
+        self._ensure_selected()
+        client, limit = self._client, self._settings.max_literal_bytes
+        cap = min(max_literal_bytes or limit, limit)
+        if isinstance(client, BoundedReads):
+            client.max_literal_bytes = cap
+        try:
+            data, _ = self._uid_fetch(clean_uids(uids), items, COMMAND_BYTES + cap)
+        finally:
+            if isinstance(client, BoundedReads):
+                client.max_literal_bytes = limit
+        try:
+            return merge_fetch_items(data, set(uids))
+        except ValueError as exc:
+            raise ImapError(f"Unexpected FETCH response from {self._where}: {exc}") from None
 
     def mark_seen(self, uids: list[int], chunk: int = 1000) -> None:
         """UID STORE +FLAGS.SILENT (\\Seen); UIDs that no longer exist are ignored."""

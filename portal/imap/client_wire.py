@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from typing import Iterable, Iterator, Mapping
 
 from imap_tools.imap_utf7 import utf7_decode
@@ -31,6 +32,25 @@ class FetchedMessage:
     flags: tuple[str, ...]
     size: int  # RFC822.SIZE as the server reports it (len(raw) if it sent none)
     raw: bytes = field(repr=False)
+
+
+def folder_state(untagged: Mapping, data: list) -> FolderState | None:
+    """SELECT's answer (untagged responses, and the EXISTS count in ``data``) ->
+    FolderState; None when the server sent no UIDVALIDITY."""
+    def last_number(key: str) -> int | None:
+        try:
+            return int(untagged[key][-1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+
+    uidvalidity = last_number("UIDVALIDITY")
+    if uidvalidity is None:
+        return None
+    try:
+        exists = int(data[-1])
+    except (IndexError, TypeError, ValueError):
+        exists = 0
+    return FolderState(uidvalidity=uidvalidity, uidnext=last_number("UIDNEXT"), exists=exists)
 
 
 @dataclass
@@ -178,6 +198,9 @@ class FetchItem:
     size: int | None = None
     body: bytes | None = None
     has_body: bool = False
+    structure: list | None = None  # BODYSTRUCTURE, as nested lists (bodystructure.parse reads it)
+    internaldate: datetime | None = None  # naive UTC
+    sections: dict[str, bytes | None] = field(default_factory=dict)  # BODY[<section>] by section_key
 
 
 def interpret_fetch(pieces: list) -> FetchItem:
@@ -226,7 +249,43 @@ def interpret_fetch(pieces: list) -> FetchItem:
             if isinstance(value, str):  # an atom where a string belongs
                 raise FetchResponseError("BODY[] is not a string")
             item.body = value  # None for NIL
+        elif key == "BODYSTRUCTURE":
+            if not isinstance(value, list):
+                raise FetchResponseError("BODYSTRUCTURE is not a list")
+            item.structure = value
+        elif key == "INTERNALDATE":
+            item.internaldate = parse_internaldate(value)
+        elif key.startswith("BODY[") and key.endswith("]"):
+            if isinstance(value, (str, list)):
+                raise FetchResponseError(f"{name} is not a string")
+            item.sections[section_key(key[5:-1])] = value
     return item
+
+
+def section_key(section: str) -> str:
+    """A body section as asked (BODY.PEEK[1.mime]) and as answered (BODY[1.MIME]): one key."""
+    return " ".join(section.upper().split())
+
+
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {m.upper(): n for n, m in enumerate(_MONTH_NAMES, start=1)}
+_INTERNALDATE = re.compile(r" ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)\Z")
+
+
+def parse_internaldate(value) -> datetime:
+    """'17-Jul-1996 02:44:25 -0700' -> naive UTC. Raises FetchResponseError."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+    m = _INTERNALDATE.match(text)
+    month = _MONTHS.get(m.group(2).upper()) if m else None
+    if month is None:
+        raise FetchResponseError(f"INTERNALDATE {text[:40]!r} is not a date")
+    day, year, hour, minute, second = (int(m.group(i)) for i in (1, 3, 4, 5, 6))
+    offset = timedelta(hours=int(m.group(8)), minutes=int(m.group(9))) * (-1 if m.group(7) == "-" else 1)
+    try:
+        local = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
+    except ValueError:
+        raise FetchResponseError(f"INTERNALDATE {text[:40]!r} is not a date") from None
+    return local.astimezone(timezone.utc).replace(tzinfo=None)
 
 
 def split_fetch_responses(data: list) -> Iterator[list]:
@@ -293,7 +352,48 @@ def collect_fetch_items(data: list, wanted: set[int], need_body: bool) -> dict[i
     return found
 
 
+def merge_fetch_items(data: list, wanted: set[int]) -> dict[int, FetchItem]:
+    """Every answer for the ``wanted`` UIDs in one UID FETCH's data, merged per UID (a server
+    may split one message's items over several responses); others are ignored. Raises
+    ValueError on a response that does not parse."""
+    found: dict[int, FetchItem] = {}
+    for pieces in split_fetch_responses(data):
+        item = interpret_fetch(pieces)
+        if item.uid is None or item.uid not in wanted:
+            continue
+        have = found.setdefault(item.uid, FetchItem(uid=item.uid))
+        for name in ("flags", "size", "structure", "internaldate"):
+            if getattr(item, name) is not None:
+                setattr(have, name, getattr(item, name))
+        have.sections.update(item.sections)
+    return found
+
+
 # ---------------------------------------------------------------- SEARCH, LIST
+def search_criteria(*, unseen_only: bool, above_uid: int = 0, below_uid: int | None = None,
+                    since: date | None = None, before: date | None = None) -> list[str] | None:
+    """UID SEARCH criteria, all of which must hold: UNSEEN, UIDs above ``above_uid`` or below
+    ``below_uid``, INTERNALDATE on or after ``since`` or before ``before``. None when no UID
+    can match (below_uid 1)."""
+    criteria: list[str] = ["UNSEEN"] if unseen_only else []
+    if above_uid > 0:
+        criteria += ["UID", f"{above_uid + 1}:*"]
+    if below_uid is not None:
+        if below_uid <= 1:
+            return None
+        criteria += ["UID", f"1:{below_uid - 1}"]
+    if since is not None:
+        criteria += ["SINCE", imap_date(since)]
+    if before is not None:
+        criteria += ["BEFORE", imap_date(before)]
+    return criteria or ["ALL"]
+
+
+def imap_date(day: date) -> str:
+    """date(2024, 1, 5) -> '5-Jan-2024' (English month names, whatever the locale)."""
+    return f"{day.day}-{_MONTH_NAMES[day.month - 1]}-{day.year:04d}"
+
+
 def parse_search(data: list) -> set[int]:
     """UIDs named in UID SEARCH response data."""
     uids: set[int] = set()
@@ -309,6 +409,21 @@ def parse_search(data: list) -> set[int]:
 
 
 _LIST_RE = re.compile(rb'\((?P<flags>[^)]*)\) (?P<delim>"(?:[^"\\]|\\.)*"|NIL) ?(?P<name>.*)\Z', re.S)
+
+
+def selectable_folders(data: list) -> list[str]:
+    """LIST response data -> selectable folder names (decoded), in server order."""
+    names: list[str] = []
+    for item in data:
+        parsed = parse_list_item(item)
+        if parsed is None:
+            continue
+        flags, name = parsed
+        if "\\noselect" in flags or "\\nonexistent" in flags:
+            continue
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def parse_list_item(item) -> tuple[set[str], str] | None:

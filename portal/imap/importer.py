@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from ..extensions import db
-from . import ledger, ticket_writer
+from . import import_scope, ledger, partial_fetch, ticket_writer
 from .association import Directory
-from .client import FetchedMessage, ImapSession, MessageInfo
+from .client import FetchedMessage, FolderState, ImapSession, MessageInfo
 from .credentials import sign_in
 from .decide import DELIVERED, Decision, Incoming, MailboxRules, decide_batch
 from .models import ImapAccount
 from .parsing import parse_message
+from .partial_fetch import PartialMessage, Planned
 from .throughput import DownloadLane, commits_are_durable, durable_commits
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,13 @@ def sync_account(account: ImapAccount, guard=None) -> SyncResult:
     result = SyncResult()
     with sign_in(account) as session:
         guard.watch(session)
-        result.uid_validity = _select_folder(session, account)
+        first_look = account.uid_validity is None
+        folder = _select_folder(session, account)
+        result.uid_validity = folder.uidvalidity
+        scope = import_scope.apply(account, session, folder, first_look=first_look)  # import_existing
+        last_seen = 0 if account.process_unread_only or scope.widened else account.last_seen_uid
         found = session.search_uids(
-            unseen_only=account.process_unread_only,
-            above_uid=0 if account.process_unread_only else account.last_seen_uid,
+            unseen_only=account.process_unread_only, above_uid=scope.above_uid(last_seen), since=scope.since,
         )
         candidates, unseen_delivered = ledger.candidates(account, found)
         if unseen_delivered and account.mark_as_read and commits_are_durable():
@@ -79,12 +83,12 @@ def sync_account(account: ImapAccount, guard=None) -> SyncResult:
         if not candidates:
             return result
 
-        infos = _set_aside_too_large(account, session.fetch_info(candidates), result, guard)
+        infos = _set_aside_too_large(account, session, session.fetch_info(candidates), result, guard)
         _import(account, session, list(_batches(infos)), result, guard)
     return result
 
 
-def _select_folder(session: ImapSession, account: ImapAccount) -> int:
+def _select_folder(session: ImapSession, account: ImapAccount) -> FolderState:
     folder = session.select(account.folder, readonly=not account.mark_as_read)
     if account.uid_validity != folder.uidvalidity:
         if account.uid_validity is not None:
@@ -94,22 +98,40 @@ def _select_folder(session: ImapSession, account: ImapAccount) -> int:
             )
         account.uid_validity = folder.uidvalidity
         account.last_seen_uid = 0
+        account.import_from_uid = None  # a UID of the old epoch; import_scope finds the cut again
         db.session.commit()
-    return folder.uidvalidity
+    return folder
 
 
-def _set_aside_too_large(account, infos: list[MessageInfo], result: SyncResult, guard) -> list[MessageInfo]:
-    """Records messages above IMAP_MAX_MESSAGE_BYTES as skipped without downloading them;
-    returns the others."""
+def _set_aside_too_large(account, session: ImapSession, infos: list[MessageInfo], result: SyncResult, guard) -> list:
+    """Messages above IMAP_MAX_MESSAGE_BYTES: planned for a download of their text and the
+    attachments that fit (partial_fetch), or recorded as skipped without a download when
+    their text alone is over the limit. Returns what to download, in UID order."""
     max_bytes = current_app.config["IMAP_MAX_MESSAGE_BYTES"]
     too_large = [i for i in infos if i.size > max_bytes]
-    if too_large:
-        reason = "Message is {} bytes; the limit (IMAP_MAX_MESSAGE_BYTES) is {}"
-        decisions = [Decision(i.uid, "skipped_too_large", reason.format(i.size, max_bytes), size=i.size) for i in too_large]
+    if not too_large:
+        return infos
+    planned, skipped = partial_fetch.plan_large(session, too_large, max_bytes)
+    if skipped:
+        decisions = [Decision(i.uid, "skipped_too_large", reason, size=i.size) for i, reason in skipped]
         guard.before_write()
-        result.add(ticket_writer.commit_batch(account, decisions, [i.uid for i in too_large]))
+        result.add(ticket_writer.commit_batch(account, decisions, [i.uid for i, _ in skipped]))
         guard.committed(result.counts)
-    return [i for i in infos if i.size <= max_bytes]
+    by_uid = {p.uid: p for p in planned}
+    return [by_uid.get(i.uid, i) for i in infos if i.size <= max_bytes or i.uid in by_uid]
+
+
+def _download(session: ImapSession):
+    """What the lane runs per batch: the bodies, or one planned message's parts."""
+    max_bytes = current_app.config["IMAP_MAX_MESSAGE_BYTES"]
+
+    def fetch(batch: list) -> list[FetchedMessage]:
+        if isinstance(batch[0], Planned):
+            message = partial_fetch.download(session, batch[0], max_bytes)
+            return [message] if message is not None else []
+        return list(session.fetch_messages([info.uid for info in batch]))
+
+    return fetch
 
 
 def _import(account, session: ImapSession, batches: list[list[MessageInfo]], result: SyncResult, guard) -> None:
@@ -117,7 +139,7 @@ def _import(account, session: ImapSession, batches: list[list[MessageInfo]], res
     directory = Directory()
     unmarked: list[int] = []  # delivered, committed, not yet \Seen
     try:
-        with DownloadLane(session) as lane:
+        with DownloadLane(session, _download(session)) as lane:
             for number, fetched in enumerate(lane.download(batches), start=1):
                 # \Seen is stored every SEEN_EVERY messages and at the end, each time right
                 # after a durable commit: never for a row a power cut could still take back.
@@ -141,9 +163,13 @@ def _import_batch(account, rules, directory, fetched: list[FetchedMessage], resu
     """parse -> decide -> write, one COMMIT (durable if asked); returns the UIDs that now live
     in a ticket, to be marked \\Seen. The batch's parsed mail is freed on return, before the
     next batch is parsed."""
+    partial = {m.uid: m.reason for m in fetched if isinstance(m, PartialMessage)}
     incoming = _parse(account, fetched)
     lookups = ledger.lookups(account, [m.email for m in incoming if m.email is not None], directory)
     decisions = decide_batch(incoming, rules, lookups)
+    for d in decisions:
+        if d.uid in partial and d.adds_message:  # what stayed on the server, in the audit
+            d.reason = partial[d.uid]
     guard.before_write()  # still our lock, still within the deadline: one Redis GET per batch
     with durable_commits(durable) as again:
         decisions = ticket_writer.commit_batch(account, decisions, [m.uid for m in fetched], again)
@@ -155,8 +181,11 @@ def _import_batch(account, rules, directory, fetched: list[FetchedMessage], resu
 def _parse(account, fetched: list[FetchedMessage]) -> list[Incoming]:
     incoming = []
     for message in fetched:
+        email, error = None, getattr(message, "error", None)
         try:
-            email, error = parse_message(message.raw), None
+            if error is None:
+                email = parse_message(message.raw)
+                email.left_out.extend(getattr(message, "notes", ()))  # parts left on the server
         except Exception as exc:  # the parser is defensive; this is the last line of defence
             log.exception("Mailbox %s: could not parse UID %s", account.id, message.uid)
             email, error = None, exc
@@ -174,13 +203,19 @@ def _mark_seen_once_durable(session: ImapSession, uids: list[int]) -> None:
         log.warning("Database busy: %d message(s) will be marked \\Seen on the next run", len(uids))
 
 
-def _batches(infos: list[MessageInfo]):
+def _batches(infos: list):
+    """Batches of at most BATCH_MESSAGES and BATCH_BYTES; a planned (too large) message
+    travels alone."""
     batch, size = [], 0
     for info in infos:
-        if batch and (len(batch) >= BATCH_MESSAGES or size + info.size > BATCH_BYTES):
+        alone = isinstance(info, Planned)
+        if batch and (alone or len(batch) >= BATCH_MESSAGES or size + info.size > BATCH_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(info)
         size += info.size
+        if alone:
+            yield batch
+            batch, size = [], 0
     if batch:
         yield batch

@@ -21,8 +21,10 @@ class DownloadLane:
     the next batch downloads while this one is parsed and written. Leaving the block waits for
     every command and raises the first failure (a \\Seen that could not be stored included)."""
 
-    def __init__(self, session):
+    def __init__(self, session, fetch=None):
         self.session = session
+        # batch -> its fetched messages (the importer's routes big mail to partial_fetch)
+        self.fetch = fetch or (lambda batch: list(session.fetch_messages([info.uid for info in batch])))
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="imap-lane")
         self.marks: list[Future] = []
 
@@ -46,8 +48,7 @@ class DownloadLane:
                 ahead = self._fetch(following)
 
     def _fetch(self, batch) -> Future:
-        uids = [info.uid for info in batch]
-        return self.pool.submit(lambda: list(self.session.fetch_messages(uids)))
+        return self.pool.submit(self.fetch, batch)
 
     def mark_seen(self, uids: list[int]) -> None:
         self.marks.append(self.pool.submit(self.session.mark_seen, uids))

@@ -7,9 +7,11 @@ the line during login) cannot be provoked from a healthy Dovecot.
 """
 from __future__ import annotations
 
+import datetime
 import imaplib
 import os
 import random
+import re
 import signal
 import socket
 import ssl
@@ -312,6 +314,61 @@ def test_search_unseen_and_above_uid(imap_account):
         assert session.search_uids(unseen_only=False, above_uid=uids[-1]) == []
         assert session.search_uids(unseen_only=True, above_uid=uids[-1]) == []
         assert session.search_uids(unseen_only=False, above_uid=uids[-1] + 100) == []
+
+
+def _append_on(account: ImapAccount, raw: bytes, when: datetime.datetime, flags: str | None = None) -> int:
+    c = account.connect()
+    try:
+        typ, data = c.append("INBOX", flags, imaplib.Time2Internaldate(when), raw)
+        assert typ == "OK"
+        return int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+    finally:
+        c.logout()
+
+
+def test_search_by_internaldate_and_below_a_uid_and_fetch_internaldates(imap_account):
+    utc = datetime.timezone.utc
+    days = [datetime.datetime(2024, 1, 10, 8, 0, tzinfo=utc), datetime.datetime(2024, 3, 1, 23, 30, tzinfo=utc),
+            datetime.datetime(2024, 3, 2, 0, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))]
+    uids = [_append_on(imap_account, make_message(n), when, "\\Seen" if n == 0 else None) for n, when in enumerate(days)]
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        march = datetime.date(2024, 3, 1)
+        assert session.search_uids(unseen_only=False, since=march) == uids[1:]
+        assert session.search_uids(unseen_only=False, before=march) == uids[:1]
+        assert session.search_uids(unseen_only=True, before=march) == []
+        assert session.search_uids(unseen_only=False, above_uid=uids[1], since=march) == uids[2:]
+        assert session.search_uids(unseen_only=False, below_uid=uids[2]) == uids[:2]
+        assert session.search_uids(unseen_only=False, below_uid=1) == []
+        dates = session.fetch_items(uids, "(UID INTERNALDATE)")
+        assert [dates[u].internaldate for u in uids] == [datetime.datetime(2024, 1, 10, 8, 0), datetime.datetime(2024, 3, 1, 23, 30),
+                                                       datetime.datetime(2024, 3, 1, 22, 30)]
+
+
+def test_fetch_items_reads_the_structure_and_single_sections(imap_account):
+    from email.message import EmailMessage
+
+    from portal.imap import bodystructure
+
+    mail = EmailMessage()
+    mail["Subject"] = "Parts"
+    mail.set_content("the text\n")
+    mail.add_alternative("<p>the html</p>", subtype="html")
+    mail.add_attachment(b"\x00" * 5000, maintype="application", subtype="octet-stream", filename="z.bin")
+    uid = imap_account.append(mail.as_bytes().replace(b"\n", b"\r\n"))
+    with connect(settings(imap_account)) as session:
+        session.select("INBOX", readonly=True)
+        root = bodystructure.parse(session.fetch_items([uid], "(UID BODYSTRUCTURE)")[uid].structure)
+        assert [(p.section, p.type, p.subtype) for p in root.leaves()] == [
+            ("1.1", "text", "plain"), ("1.2", "text", "html"), ("2", "application", "octet-stream")]
+        assert root.leaves()[2].filename == "z.bin"
+        got = session.fetch_items([uid], "(UID BODY.PEEK[1.2.MIME] BODY.PEEK[1.2])")[uid].sections
+        assert b"text/html" in got["1.2.MIME"] and got["1.2"].strip() == b"<p>the html</p>"
+        assert session.fetch_items([uid + 100], "(UID BODYSTRUCTURE)") == {}  # gone: simply not there
+        # a literal above the cap given for this command is not read: the connection is dropped
+        with pytest.raises(imap_client.ImapResponseTooLarge):
+            session.fetch_items([uid], "(UID BODY.PEEK[2])", max_literal_bytes=1000)
+    assert "\\Seen" not in imap_account.flags()[uid]
 
 
 def test_search_in_empty_folder(imap_account):
