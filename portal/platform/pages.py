@@ -1,15 +1,16 @@
 """Server-rendered platform pages: tickets and companies (super admin only)."""
 import re
 
-from flask import Blueprint, abort, render_template
+from flask import Blueprint, abort, make_response, render_template, request
 from markupsafe import Markup
 from sqlalchemy import select
 
 from ..auth import require_super_admin_page
 from ..extensions import db
-from ..http import get_or_404, page_arg, paginate
+from ..http import get_or_404, paginate
 from ..models import Attachment, Company, Ticket
 from .attachments import INLINE_IMAGE_TYPES, send_attachment
+from .ticket_list import ListState, filter_choices, ticket_query
 
 bp = Blueprint("platform_pages", __name__)
 bp.before_request(require_super_admin_page)
@@ -25,8 +26,16 @@ def index():
 
 @bp.get("/tickets")
 def tickets():
-    results = paginate(select(Ticket).order_by(Ticket.id.desc()), page_arg(), TICKETS_PER_PAGE)
-    return render_template("platform/tickets.html", tickets=results.items, results=results)
+    """The list with search, filters and sort from the query string; htmx asks for the results only."""
+    state = ListState.from_args(request.args)
+    results = paginate(ticket_query(state), state.page, TICKETS_PER_PAGE)
+    context = {"state": state, "tickets": results.items, "results": results}
+    if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "ticket-results":
+        response = make_response(render_template("platform/_ticket_results.html", **context))
+    else:
+        response = make_response(render_template("platform/tickets.html", choices=filter_choices(), **context))
+    response.vary.add("HX-Request")  # the same URL answers a partial or a page
+    return response
 
 
 def html_with_inline_images(message) -> Markup:

@@ -44,3 +44,20 @@ def test_companies_page_lists_domains_and_staff(client, admin, app_ctx):
     login(client, "admin@portal.test")
     page = client.get("/companies").get_data(as_text=True)
     assert "acme.com" in page and "pat@acme.com" in page
+
+
+def test_long_text_in_the_processed_messages_table_is_clipped_with_a_tooltip(client, admin, app_ctx, imap_account):
+    from tests.integration.imap_helpers import create_mailbox, sync
+    from tests.support.mail import make_email
+
+    token = "https://alerts.example/" + "q7" * 150  # one unbroken 323-char word
+    sender = "x" * 80 + "@reports.example"
+    imap_account.append(make_email(subject=token, sender=f"Robot <{sender}>"))
+    mailbox = create_mailbox(imap_account, name="Support")
+    sync(mailbox)
+    login(client, "admin@portal.test")
+    table = client.get(f"/admin/modules/imap/{mailbox.id}").get_data(as_text=True)
+    assert f'<span class="clip" title="{token}">{token}</span>' in table
+    assert f'<span class="clip" title="{sender}">{sender}</span>' in table
+    listing = client.get("/tickets").get_data(as_text=True)  # the ticket it made: clipped, full text on hover
+    assert f'title="{token}">{token}</a>' in listing and 'class="clip"' in listing
