@@ -2,24 +2,24 @@
 
 `decide` takes a parsed email, the mailbox's rules and the batch's lookups and returns a
 `Decision`. The rules run in this order, and live here and nowhere else:
-filter_query -> loop guard -> known sender -> dedupe -> threading -> association.
+filter_query -> automatic mail (out-of-office, bounces: per the mailbox's switches) ->
+known sender -> dedupe -> threading -> association.
 Nothing here touches Flask, the database or the network; `ledger.py` loads the lookups
 and `ticket_writer.py` stores the decisions.
 """
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 
 from . import filters
 from .association import Association, Directory, TicketParties
 from .filter_context import build_context
 from .parsing import InboundEmail
+from .subjects import base_subject, mentioned_ticket
 
 log = logging.getLogger(__name__)
 
-TICKET_REF = re.compile(r"\[#(\d{1,12})\]")
 #: Outcomes that mean "this message now lives in a ticket".
 DELIVERED = ("imported", "threaded")
 
@@ -47,10 +47,15 @@ class MailboxRules:
     folder: str
     filter_query: dict | None
     sync_known_only: bool
+    skip_auto_replies: bool = True
+    skip_bounces: bool = True
 
     @classmethod
     def of(cls, account) -> MailboxRules:
-        return cls(account.id, account.name, account.company_id, account.folder, account.filter_query, account.sync_known_only)
+        return cls(
+            account.id, account.name, account.company_id, account.folder, account.filter_query, account.sync_known_only,
+            account.skip_auto_replies is not False, account.skip_bounces is not False,
+        )
 
 
 @dataclass(frozen=True)
@@ -71,13 +76,18 @@ class Lookups:
     # Message-ID dedupe key -> where another mailbox delivered it (content hashes stay per mailbox)
     delivered_elsewhere: dict[str, DeliveredElsewhere] = field(default_factory=dict)
     threads: dict[str, TicketRef] = field(default_factory=dict)  # stored Message-ID -> its ticket
-    tagged: dict[int, TicketParties] = field(default_factory=dict)  # stored tickets named by [#id] in subjects
+    tagged: dict[int, TicketParties] = field(default_factory=dict)  # stored tickets named in subjects (#id, ...)
+    # (sender, base subject) -> the sender's open ticket of this mailbox with that subject,
+    # created or updated in the last 30 days (the newest)
+    recent: dict[tuple[str, str], TicketRef] = field(default_factory=dict)
 
     def remember(self, decision: Decision) -> None:
         email = decision.email
         self.delivered[dedupe_key(email)] = decision.target
         if email.message_id:
             self.threads[email.message_id] = decision.target
+        if decision.new_ticket is not None and (key := subject_key(email)) is not None:
+            self.recent[key] = decision.target
 
 
 @dataclass
@@ -154,9 +164,10 @@ def decide(message: Incoming, rules: MailboxRules, lookups: Lookups) -> Decision
         if not passes:
             return outcome("skipped_filter", "Did not match the mailbox's filter_query")
 
-    automatic = is_auto_generated(email)
-    if automatic:
-        return outcome("skipped_auto_reply", f"Automatic message ({automatic})")
+    if rules.skip_auto_replies and (why := auto_reply(email)):
+        return outcome("skipped_auto_reply", f"Auto-reply: {why}")
+    if rules.skip_bounces and (why := bounce(email)):
+        return outcome("skipped_bounce", f"Bounce: {why}")
 
     sender = sender_address(email)
     if rules.sync_known_only and not lookups.directory.is_known_sender(sender):
@@ -171,9 +182,9 @@ def decide(message: Incoming, rules: MailboxRules, lookups: Lookups) -> Decision
         reason = f"Already imported from mailbox {elsewhere.mailbox} (Message-ID <{email.message_id}>)"
         return outcome("duplicate", reason, elsewhere.ticket_id)
 
-    target = thread_target(email, lookups)
+    target, how = thread_target(email, lookups)
     if target is not None:
-        return outcome("threaded", target=target)
+        return outcome("threaded", how, target=target)
 
     notes = []
     tag = ticket_tag(email)
@@ -196,20 +207,29 @@ def _filter_context(message: Incoming, rules: MailboxRules) -> dict:
     )
 
 
-def thread_target(email: InboundEmail, lookups: Lookups) -> TicketRef | None:
-    """The ticket a reply belongs to: by a referenced Message-ID (newest reference first),
-    from any sender (knowing the Message-ID is the proof), else by a `[#id]` tag in the
-    subject naming a stored ticket, only from a sender who may write into that ticket
-    (anyone can type a ticket number)."""
+def thread_target(email: InboundEmail, lookups: Lookups) -> tuple[TicketRef | None, str | None]:
+    """The ticket a reply belongs to, and how it was found (None for a header match, which
+    needs no explanation):
+    1. a referenced Message-ID (newest reference first), from any sender: knowing the
+       Message-ID is the proof;
+    2. a ticket number in the subject (`[#123]`, `Ticket 123`, `#123`) naming a stored ticket,
+       only from a sender who may write into it (anyone can type a number);
+    3. the same subject, without Re:/Fw:/AW:/SV:/RV: prefixes, as the sender's open ticket from
+       this mailbox created or updated in the last 30 days (the sender is its requester)."""
     for ref in (*email.in_reply_to, *reversed(email.references)):
         target = lookups.threads.get(ref)
         if target is not None:
-            return target
+            return target, None
+    sender = sender_address(email)
     tag = ticket_tag(email)
     parties = lookups.tagged.get(tag) if tag is not None else None
-    if parties is not None and lookups.directory.may_write_into(sender_address(email), parties):
-        return tag
-    return None
+    if parties is not None and lookups.directory.may_write_into(sender, parties):
+        return tag, f"Subject names ticket #{tag}"
+    key = subject_key(email)
+    target = lookups.recent.get(key) if key is not None else None
+    if target is not None:
+        return target, "Same subject as the sender's open ticket"
+    return None, None
 
 
 def sender_address(email: InboundEmail) -> str:
@@ -217,37 +237,54 @@ def sender_address(email: InboundEmail) -> str:
 
 
 def ticket_tag(email: InboundEmail) -> int | None:
-    match = TICKET_REF.search(email.subject or "")
-    return int(match.group(1)) if match else None
+    """The ticket number the subject mentions, if any (subjects.mentioned_ticket)."""
+    return mentioned_ticket(email.subject)
+
+
+def subject_key(email: InboundEmail) -> tuple[str, str] | None:
+    """(sender, base subject): what the same-subject rule matches on; None without either."""
+    sender, subject = sender_address(email), base_subject(email.subject)
+    return (sender, subject) if sender and subject else None
 
 
 # --------------------------------------------------------------------------
-# Loop guard
+# Automatic mail: out-of-office replies and bounces are skipped per mailbox; everything else
+# automatic (alerts, Auto-Submitted: auto-generated, Precedence: bulk/list/junk, mail from
+# postmaster@ that is no bounce) is imported. The product sends no mail, so no loop to guard.
 # --------------------------------------------------------------------------
 
-_BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
-_DAEMON_LOCAL_PARTS = frozenset({"mailer-daemon", "postmaster"})
+_HEADER_VALUE_CHARS = 200  # of a header value quoted in a reason
 
 
-def is_auto_generated(email: InboundEmail) -> str | None:
-    """Why ``email`` looks machine-sent (so never auto-reply to it), or None."""
+def _said(label: str, value: str) -> str:
+    return f"{label}: {' '.join(value.split())[:_HEADER_VALUE_CHARS]}".rstrip(": ")
+
+
+def auto_reply(email: InboundEmail) -> str | None:
+    """Why ``email`` is an out-of-office or vacation reply (RFC 3834 and the common
+    X- headers), or None."""
     headers = email.headers
     for value in headers.get("auto-submitted", []):
-        token = value.split(";", 1)[0].strip().lower()
-        if token and token != "no":
-            return f"Auto-Submitted: {value.strip()}"
-    for value in headers.get("precedence", []):
-        if value.strip().lower() in _BULK_PRECEDENCE:
-            return f"Precedence: {value.strip()}"
+        if value.split(";", 1)[0].strip().lower() == "auto-replied":
+            return _said("Auto-Submitted", value)
     for name, label in (("x-autoreply", "X-Autoreply"), ("x-autorespond", "X-Autorespond")):
-        if name in headers:
-            return f"{label}: {headers[name][0].strip()}".rstrip(": ")
-    for value in headers.get("return-path", []):
-        if value.replace(" ", "") in ("<>", ""):
+        for value in headers.get(name, []):
+            if value.strip().lower() not in ("no", "false", "0"):
+                return _said(label, value)
+    for value in headers.get("precedence", []):
+        if value.strip().lower() == "auto_reply":
+            return _said("Precedence", value)
+    return None
+
+
+def bounce(email: InboundEmail) -> str | None:
+    """Why ``email`` is a delivery status notification, or None: a multipart/report of
+    report-type delivery-status (RFC 3464), or a null Return-Path (the envelope sender of
+    every bounce, RFC 5321) on a message that is not an auto-reply (those are the other
+    switch's)."""
+    if email.is_delivery_report:
+        return "Content-Type: multipart/report; report-type=delivery-status"
+    for value in email.headers.get("return-path", []):
+        if value.replace(" ", "") in ("<>", "") and auto_reply(email) is None:
             return "Return-Path: <>"
-    for label, addresses in (("From", email.from_addresses), ("Sender", email.sender)):
-        for address in addresses:
-            local = address.address.rpartition("@")[0] or address.address
-            if local.strip().strip('"').lower() in _DAEMON_LOCAL_PARTS:
-                return f"{label}: {address.address}"
     return None

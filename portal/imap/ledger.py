@@ -2,16 +2,21 @@
 which UIDs are recorded, which messages were delivered (by this mailbox, or by another one
 with the same Message-ID), which tickets replies can thread onto and whom they belong to,
 and who the senders are."""
+from datetime import timedelta
+
 from sqlalchemy import func, or_, select
 
 from ..extensions import db
-from ..models import CompanyDomain, Staff, Ticket, TicketMessage, User
+from ..models import CompanyDomain, Staff, Ticket, TicketMessage, User, utcnow
 from .association import Directory, TicketParties
-from .decide import DELIVERED, DeliveredElsewhere, Lookups, dedupe_key, ticket_tag
+from .decide import DELIVERED, DeliveredElsewhere, Lookups, dedupe_key, subject_key, ticket_tag
+from .subjects import base_subject
 from .models import MAX_ATTEMPTS, RULE_SKIPS, ImapAccount, ProcessedMessage
 from .parsing import InboundEmail
 
 CHUNK = 500  # values per IN (...) list
+SAME_SUBJECT_DAYS = 30  # a same-subject reply threads onto a ticket created or updated this recently
+SAME_SUBJECT_ROWS = 2000  # tickets read per chunk of senders (the newest)
 
 
 def candidates(account: ImapAccount, found: list[int]) -> tuple[list[int], list[int]]:
@@ -63,7 +68,7 @@ def lookups(account: ImapAccount, emails: list[InboundEmail], directory: Directo
     load_senders(directory, [e.from_.address for e in emails if e.from_])
     delivered, elsewhere = _delivered(account, [dedupe_key(e) for e in emails])
     threads, tagged = _thread_targets(emails)
-    return Lookups(directory, delivered, elsewhere, threads, tagged)
+    return Lookups(directory, delivered, elsewhere, threads, tagged, _recent_subjects(account, emails))
 
 
 def load_senders(directory: Directory, addresses) -> None:
@@ -125,6 +130,32 @@ def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], dict[in
         ):
             tagged[ticket_id] = TicketParties(*parties)
     return threads, tagged
+
+
+def _recent_subjects(account: ImapAccount, emails: list[InboundEmail]) -> dict[tuple[str, str], int]:
+    """(sender, base subject) -> the newest open ticket of this mailbox that the sender is the
+    requester of, with that base subject, created or updated in the last SAME_SUBJECT_DAYS."""
+    wanted = {key for e in emails if (key := subject_key(e)) is not None}
+    senders = sorted({sender for sender, _ in wanted})
+    cutoff = utcnow() - timedelta(days=SAME_SUBJECT_DAYS)
+    recent = {}
+    for chunk in _chunks(senders):
+        rows = db.session.execute(
+            select(Ticket.id, Ticket.requester_email, Ticket.subject)
+            .where(
+                Ticket.source_mailbox_id == account.id,
+                Ticket.requester_email.in_(chunk),
+                Ticket.status != "closed",
+                or_(Ticket.updated_at >= cutoff, Ticket.created_at >= cutoff),
+            )
+            .order_by(Ticket.updated_at.desc(), Ticket.id.desc())
+            .limit(SAME_SUBJECT_ROWS)
+        )
+        for ticket_id, requester, subject in rows:
+            key = ((requester or "").lower(), base_subject(subject))
+            if key in wanted:
+                recent.setdefault(key, ticket_id)
+    return recent
 
 
 def _chunks(items: list):

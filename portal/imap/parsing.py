@@ -78,7 +78,10 @@ class InboundAttachment:
     content_type: str  # lower-case "type/subtype"
     payload: bytes  # transfer encoding undone
     content_id: str | None  # without angle brackets
-    is_inline: bool  # Content-Disposition inline, or referenced as cid: by the HTML
+    # Shown inside the HTML body: an image its <img src="cid:..."> names. Every other part,
+    # Content-Disposition: inline or not (Apple Mail and iPhone photos and PDFs, any part of a
+    # text-only message), is listed with the ticket's files.
+    is_inline: bool = False
 
 
 @dataclass
@@ -104,6 +107,13 @@ class InboundEmail:
     raw_sha256: str  # hex
     defects: list[str] = field(default_factory=list)  # parse problems, for the audit
     left_out: list[str] = field(default_factory=list)  # what the ticket will not hold, said on it
+    content_type: str = "text/plain"  # the message's own Content-Type, lower-case "type/subtype"
+    report_type: str | None = None  # its report-type parameter (multipart/report), lower case
+
+    @property
+    def is_delivery_report(self) -> bool:
+        """A delivery status notification (RFC 3464): what a bounce is made of."""
+        return self.content_type == "multipart/report" and self.report_type == "delivery-status"
 
 
 def _note(defects: list[str] | None, message: str) -> None:
@@ -608,11 +618,14 @@ def _text_from_clean_html(html: str) -> str:
     return text.strip()
 
 
-_CID_REF = re.compile(r"""(?i:cid):([^\s"'<>)]{1,500})""")
+# nh3 output is normalised (lower-case attribute names, values in double quotes), and only
+# <img> keeps a src attribute: these are the images the HTML shows.
+_CID_SRC = re.compile(r'\ssrc="(?i:cid):([^"]{1,500})"')
 
 
-def _cid_references(html: str) -> set[str]:
-    return {unquote(ref).strip("<>") for ref in _CID_REF.findall(html)}
+def _cid_references(clean_html: str) -> set[str]:
+    """The Content-IDs the sanitised HTML shows as images."""
+    return {unquote(ref).strip("<> ") for ref in _CID_SRC.findall(clean_html)}
 
 
 # --------------------------------------------------------------------------
@@ -1110,13 +1123,11 @@ def _text_of(data: bytes, charset: str | None, ctype: str, defects: list[str]) -
 
 def _attachment(entity: _Entity, defects: list[str]) -> InboundAttachment:
     payload = entity.payload(defects)
-    return _make_attachment(
-        entity.ctype, payload, entity.filename, entity.content_id, entity.disposition
-    )
+    return _make_attachment(entity.ctype, payload, entity.filename, entity.content_id)
 
 
 def _make_attachment(
-    ctype: str, payload: bytes, name: str, content_id: str | None, disposition: str | None
+    ctype: str, payload: bytes, name: str, content_id: str | None
 ) -> InboundAttachment:
     if ctype in _MESSAGE_TYPES:
         subject = decode_header_value(_Entity(payload, []).get("subject"))
@@ -1126,7 +1137,6 @@ def _make_attachment(
         content_type=ctype,
         payload=payload,
         content_id=content_id,
-        is_inline=disposition == "inline",
     )
 
 
@@ -1187,7 +1197,7 @@ def _stdlib_walk(part, acc: _Parts, defects: list[str], depth: int) -> None:
             _text_of(payload, head.params.get("charset"), ctype, defects)
         )
     else:
-        acc.attachments.append(_make_attachment(ctype, payload, name, head.content_id, disposition))
+        acc.attachments.append(_make_attachment(ctype, payload, name, head.content_id))
 
 
 def _stdlib_walk_multipart(part, acc: _Parts, defects: list[str], depth: int) -> None:
@@ -1298,16 +1308,16 @@ def _build(
         attr: _parse_addresses(raw_values.get(name, []), defects)
         for name, attr in _ADDRESS_HEADERS.items()
     }
-    html_raw = "\n".join(acc.htmls)
-    html = sanitize_html(html_raw)
+    html = sanitize_html("\n".join(acc.htmls))
     text = _join_texts(acc.texts)
     if (not text or text.isspace()) and html:
         text = _text_from_clean_html(html)
-    if any(a.content_id for a in acc.attachments):
-        referenced = _cid_references(html_raw)
+    if html and any(a.content_id for a in acc.attachments):
+        shown = _cid_references(html)
         for attachment in acc.attachments:
-            if attachment.content_id in referenced:
+            if attachment.content_id in shown and attachment.content_type.startswith("image/"):
                 attachment.is_inline = True
+    content_type, params = _content_type((raw_values.get("content-type") or [None])[0], "text/plain", [])
     return InboundEmail(
         message_id=normalize_message_id(first("message-id")),
         in_reply_to=_message_ids(" ".join(headers.get("in-reply-to", []))),
@@ -1324,6 +1334,8 @@ def _build(
         raw_sha256=hashlib.sha256(raw).hexdigest(),
         defects=defects,
         left_out=acc.tally.left_out(),
+        content_type=content_type,
+        report_type=(params.get("report-type") or "").strip().lower()[:100] or None,
         **addresses,
     )
 

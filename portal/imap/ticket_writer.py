@@ -4,6 +4,7 @@ multi-row INSERTs (RETURNING gives the new ids), and COMMITs the batch once.
 Nothing here decides anything (that is decide.py). Attachment bytes are stored here, so they
 reach the disk only for messages that are being written (see portal/storage.py)."""
 import logging
+from datetime import datetime, timezone
 
 from flask import current_app
 from sqlalchemy import update
@@ -18,13 +19,15 @@ from . import ledger
 from .decide import Decision, NewTicket, dedupe_key, failure
 from .models import RULE_SKIPS, ProcessedMessage
 from .parsing import InboundEmail
+from .replies import split_reply
 from .run_errors import human
 
 log = logging.getLogger(__name__)
 
 MAX_DEFECTS = 50  # defects kept on an audit row
+MAX_CC = 200  # Cc recipients kept on a ticket message
 
-AUDIT_DEFAULTS = {"message_id": None, "dedupe_key": None, "subject": None, "from_address": None, "defects": None}
+AUDIT_DEFAULTS = {"message_id": None, "dedupe_key": None, "subject": None, "from_address": None, "defects": None, "sent_at": None}
 
 
 class UnwrittenTicket(Exception):
@@ -115,7 +118,13 @@ def audit_values(email: InboundEmail | None) -> dict:
         "subject": (email.subject or "")[:998],
         "from_address": email.from_.address[:320] if email.from_ else None,
         "defects": email.defects[:MAX_DEFECTS] or None,
+        "sent_at": sent_at(email),
     }
+
+
+def sent_at(email: InboundEmail) -> datetime | None:
+    """The email's Date header as naive UTC, like every timestamp the portal stores."""
+    return email.date.astimezone(timezone.utc).replace(tzinfo=None) if email.date else None
 
 
 def _ticket_values(account, decision: Decision) -> dict:
@@ -131,14 +140,25 @@ def _ticket_values(account, decision: Decision) -> dict:
         "requester_email": association.requester_email,
         "source": "email",
         "source_mailbox_id": account.id,
+        "source_mailbox_name": (account.name or "")[:200] or None,
     }
 
 
 def _message_values(decision: Decision) -> dict:
+    """A ticket message as the email said it: sender, date, Cc; a reply's new text with the
+    history it quotes kept apart (shown collapsed)."""
     email = decision.email
+    text, quoted = email.text or "", ""
+    if decision.outcome == "threaded":
+        text, quoted = split_reply(text)
+    cc = [{"name": a.name[:320], "email": a.address[:320]} for a in email.cc[:MAX_CC] if a.address or a.name]
     return {
         "author_email": email.from_.address.lower()[:320] if email.from_ and email.from_.address else None,
-        "body_text": email.text or "",
+        "author_name": email.from_.name.strip()[:320] or None if email.from_ else None,
+        "sent_at": sent_at(email),
+        "cc": cc or None,
+        "quoted_text": quoted or None,
+        "body_text": text,
         "body_html": email.html or "",
         "message_id": email.message_id[:998] if email.message_id else None,
         "in_reply_to": " ".join(email.in_reply_to) or None,
@@ -204,8 +224,8 @@ def _write_audit(account, decisions: list[Decision], existing: dict[int, Process
     for d in decisions:
         ticket_id = ticket_id_of(d.target)
         reason = d.reason
-        if d.outcome == "threaded" and reason is None:
-            reason = f"Reply added to ticket #{ticket_id}"
+        if d.outcome == "threaded":  # the decision says how it was matched, when not by header
+            reason = f"Reply added to ticket #{ticket_id}" + (f" ({d.reason[0].lower()}{d.reason[1:]})" if d.reason else "")
         values = {
             "outcome": d.outcome,
             "reason": reason,

@@ -84,7 +84,7 @@ def test_sync_now_imports_and_the_row_shows_counts_then_audit(page, live_server,
     row.locator("a:has-text('Helpdesk')").click()
     expect(page.locator("#runs")).to_contain_text("manual")
     expect(page.locator("#audit")).to_contain_text("Printer on fire")
-    expect(page.locator("#audit")).to_contain_text("Automatic message (Auto-Submitted: auto-replied)")
+    expect(page.locator("#audit")).to_contain_text("Auto-reply: Auto-Submitted: auto-replied")
     page.select_option("#audit select[name=outcome]", "skipped_auto_reply")
     expect(page.locator("#audit tbody tr")).to_have_count(1)
     expect(page.locator("#audit")).to_contain_text("Away")

@@ -221,7 +221,7 @@ def test_failed_message_is_retried_three_times_then_dead_lettered(api, app_ctx, 
 
 def test_audit_api_lists_runs_and_messages(api, app_ctx, imap_account, mailbox):
     imap_account.append(make_email(subject="A"))
-    imap_account.append(make_email(subject="B", headers={"Precedence": "junk"}))
+    imap_account.append(make_email(subject="B", headers={"X-Autoreply": "yes"}))
     sync(mailbox)
     runs = api.get(f"/api/imap/accounts/{mailbox.id}/sync-runs").json["items"]
     assert runs[0]["status"] == "succeeded" and runs[0]["counts"] == {"imported": 1, "skipped_auto_reply": 1}
@@ -229,7 +229,7 @@ def test_audit_api_lists_runs_and_messages(api, app_ctx, imap_account, mailbox):
     messages = api.get(f"/api/imap/accounts/{mailbox.id}/messages").json
     assert messages["total"] == 2
     skipped = api.get(f"/api/imap/accounts/{mailbox.id}/messages?outcome=skipped_auto_reply").json["items"]
-    assert len(skipped) == 1 and skipped[0]["subject"] == "B" and skipped[0]["reason"] == "Automatic message (Precedence: junk)"
+    assert len(skipped) == 1 and skipped[0]["subject"] == "B" and skipped[0]["reason"] == "Auto-reply: X-Autoreply: yes"
     assert api.get(f"/api/imap/accounts/{mailbox.id}/messages?outcome=bogus").status_code == 422
     account_json = api.get(f"/api/imap/accounts/{mailbox.id}").json
     assert account_json["last_sync_status"] == "succeeded" and account_json["last_synced_at"]

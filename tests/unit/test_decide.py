@@ -13,7 +13,6 @@ from portal.imap.decide import (
     decide,
     decide_batch,
     dedupe_key,
-    is_auto_generated,
 )
 from portal.imap.parsing import parse_message
 from tests.support.mail import make_email
@@ -52,18 +51,39 @@ SUBJECT_HAS_VPN = {"field": "subject", "contains": "vpn"}
 OUTCOMES = [
     ("filter does not match", dict(subject="Printer"), dict(filter_query=SUBJECT_HAS_VPN), {}, "skipped_filter", "filter_query"),
     ("filter matches", dict(subject="VPN down"), dict(filter_query=SUBJECT_HAS_VPN), {}, "imported", None),
-    ("auto-submitted", dict(headers={"Auto-Submitted": "auto-replied"}), {}, {}, "skipped_auto_reply", "Auto-Submitted: auto-replied"),
-    ("bulk precedence", dict(headers={"Precedence": "bulk"}), {}, {}, "skipped_auto_reply", "Precedence: bulk"),
-    ("x-autoreply", dict(headers={"X-Autoreply": "yes"}), {}, {}, "skipped_auto_reply", "X-Autoreply: yes"),
-    ("empty return-path", dict(headers={"Return-Path": "<>"}), {}, {}, "skipped_auto_reply", "Return-Path: <>"),
-    ("mailer-daemon", dict(sender="MAILER-DAEMON@mx.example"), {}, {}, "skipped_auto_reply", "From: MAILER-DAEMON@mx.example"),
+    ("out of office", dict(headers={"Auto-Submitted": "auto-replied"}), {}, {}, "skipped_auto_reply", "Auto-reply: Auto-Submitted: auto-replied"),
+    ("x-autoreply", dict(headers={"X-Autoreply": "yes"}), {}, {}, "skipped_auto_reply", "Auto-reply: X-Autoreply: yes"),
+    ("x-autorespond", dict(headers={"X-Autorespond": "vacation"}), {}, {}, "skipped_auto_reply", "Auto-reply: X-Autorespond: vacation"),
+    ("precedence auto_reply", dict(headers={"Precedence": "auto_reply"}), {}, {}, "skipped_auto_reply", "Auto-reply: Precedence: auto_reply"),
+    ("out of office, mailbox imports them", dict(headers={"Auto-Submitted": "auto-replied"}), dict(skip_auto_replies=False), {}, "imported", None),
+    ("delivery status notification", dict(headers={"Content-Type": "multipart/report; report-type=delivery-status; boundary=x"}), {}, {},
+     "skipped_bounce", "Bounce: Content-Type: multipart/report; report-type=delivery-status"),
+    ("null return-path", dict(headers={"Return-Path": "<>"}), {}, {}, "skipped_bounce", "Bounce: Return-Path: <>"),
+    ("bounce, mailbox imports them", dict(headers={"Return-Path": "<>"}), dict(skip_bounces=False), {}, "imported", None),
+    ("out of office with a null return-path, mailbox imports them", dict(headers={"Return-Path": "<>", "X-Autoreply": "yes"}),
+     dict(skip_auto_replies=False), {}, "imported", None),
+    ("monitoring alert", dict(headers={"Auto-Submitted": "auto-generated"}), {}, {}, "imported", None),
+    ("bulk precedence", dict(headers={"Precedence": "bulk"}), {}, {}, "imported", None),
+    ("list precedence", dict(headers={"Precedence": "list"}), {}, {}, "imported", None),
+    ("junk precedence", dict(headers={"Precedence": "junk"}), {}, {}, "imported", None),
+    ("mailer-daemon that is no bounce", dict(sender="MAILER-DAEMON@mx.example"), {}, {}, "imported", None),
+    ("postmaster", dict(sender="postmaster@example.com"), {}, {}, "imported", None),
     ("unknown sender, known only", dict(sender="x@elsewhere.org"), dict(sync_known_only=True), {}, "skipped_unknown_sender", "x@elsewhere.org"),
     ("staff sender, known only", dict(sender="Pat <PAT@acme.com>"), dict(sync_known_only=True), {}, "imported", None),
     ("portal user, known only", dict(sender="sam@portal.test"), dict(sync_known_only=True), {}, "imported", None),
     ("known Message-ID", dict(message_id="<m1@x>"), {}, dict(delivered={"mid:m1@x": 42}), "duplicate", "Message-ID <m1@x>"),
     ("reply by In-Reply-To", dict(headers={"In-Reply-To": "<orig@x>"}), {}, dict(threads={"orig@x": 42}), "threaded", None),
     ("reply by References", dict(headers={"References": "<a@x> <b@x>"}), {}, dict(threads={"a@x": 41}), "threaded", None),
-    ("[#id] of a stored ticket", dict(subject="Re: [#42] printer", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}), "threaded", None),
+    ("[#id] of a stored ticket", dict(subject="Re: [#42] printer", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}),
+     "threaded", "Subject names ticket #42"),
+    ("#id of a stored ticket", dict(subject="AW: printer #42", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}),
+     "threaded", "Subject names ticket #42"),
+    ("Ticket id of a stored ticket", dict(subject="Ticket 42: printer", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}),
+     "threaded", "Subject names ticket #42"),
+    ("same subject as the sender's open ticket", dict(subject="RE: Fwd: Printer  Broken", sender="Pat <PAT@acme.com>"), {},
+     dict(recent={("pat@acme.com", "printer broken"): 42}), "threaded", "Same subject as the sender's open ticket"),
+    ("same subject, another sender", dict(subject="Re: Printer broken", sender="mallory@evil.example"), {},
+     dict(recent={("pat@acme.com", "printer broken"): 42}), "imported", None),
     ("[#id] of no ticket", dict(subject="Re: [#43] printer", sender="pat@acme.com"), {}, dict(tagged={42: ACME_TICKET}), "imported", None),
     ("Message-ID from another mailbox", dict(message_id="<m1@x>"), {}, dict(delivered_elsewhere={"mid:m1@x": DeliveredElsewhere(42, "Sales")}),
      "duplicate", "Already imported from mailbox Sales (Message-ID <m1@x>)"),
@@ -202,7 +222,7 @@ def test_a_message_that_cannot_be_decided_fails_alone():
 
 def test_skips_and_duplicates_are_not_remembered_as_deliveries():
     known = lookups()
-    skipped = incoming(1, message_id="<auto@x>", headers={"Precedence": "junk"})
+    skipped = incoming(1, message_id="<auto@x>", headers={"Auto-Submitted": "auto-replied"})
     assert decide_batch([skipped], rules(), known)[0].outcome == "skipped_auto_reply"
     assert known.delivered == {} and known.threads == {}
 
@@ -221,12 +241,30 @@ def test_decision_flags():
     assert Decision(1, "threaded", target=3).adds_message and not Decision(1, "duplicate", target=3).adds_message
 
 
-def test_loop_guard_reads_headers_only():
-    assert is_auto_generated(incoming(sender="postmaster@example.com").email) == "From: postmaster@example.com"
-    assert is_auto_generated(incoming(headers={"Auto-Submitted": "no"}).email) is None
+def test_a_bounce_is_skipped_only_when_the_out_of_office_rule_does_not_take_it_first():
+    both = dict(headers={"Auto-Submitted": "auto-replied", "Return-Path": "<>"})
+    assert decide(incoming(**both), rules(), lookups()).outcome == "skipped_auto_reply"
+    dsn = dict(headers={"Auto-Submitted": "auto-replied", "Content-Type": "multipart/report; report-type=delivery-status; boundary=x"})
+    assert decide(incoming(**dsn), rules(skip_auto_replies=False), lookups()).outcome == "skipped_bounce"
 
 
-PURE_MODULES = ["decide", "association", "filters", "filter_regex", "filter_context", "parsing", "cron_words", "fields", "schemas", "oauth_providers"]
+def test_a_batch_threads_the_same_subject_onto_the_ticket_it_just_made():
+    """An alert that repeats (same sender, same subject) lands on one ticket; another sender's
+    mail with that subject opens its own."""
+    first = incoming(1, subject="Disk full on srv1", sender="zabbix@monitor.acme.com")
+    again = incoming(2, subject="RE: disk full on SRV1", sender="Zabbix <zabbix@monitor.acme.com>")
+    other = incoming(3, subject="Disk full on srv1", sender="pat@acme.com")
+    decisions = decide_batch([first, again, other], rules(), lookups())
+    assert [d.outcome for d in decisions] == ["imported", "threaded", "imported"]
+    assert decisions[1].target is decisions[0].target and decisions[2].target is not decisions[0].target
+
+
+def test_a_subject_that_is_all_prefixes_matches_nothing():
+    message = incoming(subject="Re: RE:", sender="pat@acme.com")
+    assert decide(message, rules(), lookups(recent={("pat@acme.com", ""): 42})).outcome == "imported"
+
+
+PURE_MODULES = ["decide", "association", "subjects", "replies", "filters", "filter_regex", "filter_context", "parsing", "cron_words", "fields", "schemas", "oauth_providers"]
 PURE_PORTAL_MODULES = ("validation",)  # framework-free modules of portal/ the pure ones may use
 IO_OR_FRAMEWORK = ("flask", "flask_sqlalchemy", "sqlalchemy", "redis", "rq", "imaplib", "imap_tools", "socket", "requests")
 

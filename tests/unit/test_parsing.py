@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from portal.imap.decide import is_auto_generated
+from portal.imap.decide import auto_reply, bounce
 from portal.imap.parsing import (
     EmailAddress,
     InboundEmail,
@@ -402,7 +402,7 @@ def test_mixed_with_related_inline_image_and_attachments():
     assert summary == [
         ("attachment.png", "image/png", b"\x89PNG\r\n\x1a\n", "logo@example.com", True),
         ("Rechnung März.pdf", "application/pdf", b"%PDF-1.4\n", None, False),
-        ("notes €.txt", "text/plain", b"attached notes", None, True),
+        ("notes €.txt", "text/plain", b"attached notes", None, False),  # inline, but not shown by the HTML
         ("attachment.ics", "text/calendar", b"BEGIN:VCALENDAR", None, False),
     ]
     assert email.defects == []
@@ -420,7 +420,8 @@ def test_mixed_with_several_inline_text_parts_concatenates_them():
     )
     email = parse_message(raw)
     assert email.text == "Part one\nPart zwei: Köln\n"
-    assert [(a.filename, a.is_inline, a.payload) for a in email.attachments] == [("attachment.jpg", True, b"JPEGDATA")]
+    # Content-Disposition: inline in a text-only message: nothing shows it, so it is a file
+    assert [(a.filename, a.is_inline, a.payload) for a in email.attachments] == [("attachment.jpg", False, b"JPEGDATA")]
 
 
 def test_rfc2231_continuation_filename():
@@ -822,40 +823,45 @@ def test_malformed_inputs_do_not_raise(raw):
 
 
 # ---------------------------------------------------------------------------
-# Loop guard
+# Automatic mail: out-of-office replies and bounces are told apart from alerts
 # ---------------------------------------------------------------------------
 
 
-def guard(*headers: bytes) -> str | None:
-    return is_auto_generated(parse_message(msg(*headers, body=b"x")))
-
-
-def test_normal_mail_is_not_auto_generated():
-    assert guard(b"From: Jane <jane@example.com>", b"Return-Path: <jane@example.com>", b"Subject: help") is None
-    assert guard(b"From: jane@example.com", b"Auto-Submitted: no") is None
-    assert guard(b"From: jane@example.com", b"Precedence: first-class") is None
-    assert guard(b"From: daemon-fan@example.com") is None
+def automatic(*headers: bytes) -> tuple[str | None, str | None]:
+    email = parse_message(msg(*headers, body=b"x"))
+    return auto_reply(email), bounce(email)
 
 
 @pytest.mark.parametrize(
-    ("headers", "reason"),
+    ("headers", "expected"),
     [
-        ((b"Auto-Submitted: auto-replied",), "Auto-Submitted: auto-replied"),
-        ((b"Auto-Submitted: Auto-Generated; owner=x",), "Auto-Submitted: Auto-Generated; owner=x"),
-        ((b"Precedence: bulk",), "Precedence: bulk"),
-        ((b"Precedence: JUNK",), "Precedence: JUNK"),
-        ((b"Precedence: list",), "Precedence: list"),
-        ((b"Precedence: auto_reply",), "Precedence: auto_reply"),
-        ((b"X-Autoreply: yes",), "X-Autoreply: yes"),
-        ((b"X-Autorespond: Out of office",), "X-Autorespond: Out of office"),
-        ((b"Return-Path: <>",), "Return-Path: <>"),
-        ((b"From: Mail Delivery System <MAILER-DAEMON@mx.example.com>",), "From: MAILER-DAEMON@mx.example.com"),
-        ((b"From: postmaster@example.com",), "From: postmaster@example.com"),
-        ((b"From: a@example.com", b"Sender: Postmaster@example.com"), "Sender: Postmaster@example.com"),
+        # what people write, and what machines send that a desk wants as tickets
+        ((b"From: Jane <jane@example.com>", b"Return-Path: <jane@example.com>"), (None, None)),
+        ((b"Auto-Submitted: no",), (None, None)),
+        ((b"Auto-Submitted: Auto-Generated; owner=x",), (None, None)),  # monitoring alerts
+        ((b"Precedence: bulk",), (None, None)),
+        ((b"Precedence: JUNK",), (None, None)),
+        ((b"Precedence: list",), (None, None)),  # distribution lists, Google Groups
+        ((b"From: Mail Delivery System <MAILER-DAEMON@mx.example.com>",), (None, None)),  # no DSN, no null path
+        ((b"From: postmaster@example.com",), (None, None)),
+        ((b"X-Autoreply: no",), (None, None)),
+        # out-of-office and vacation replies
+        ((b"Auto-Submitted: auto-replied",), ("Auto-Submitted: auto-replied", None)),
+        ((b"Auto-Submitted: Auto-Replied; owner=x",), ("Auto-Submitted: Auto-Replied; owner=x", None)),
+        ((b"Precedence: auto_reply",), ("Precedence: auto_reply", None)),
+        ((b"X-Autoreply: yes",), ("X-Autoreply: yes", None)),
+        ((b"X-Autorespond: Out of office",), ("X-Autorespond: Out of office", None)),
+        # a null Return-Path is a bounce unless an auto-reply header says what it is
+        ((b"Return-Path: <>",), (None, "Return-Path: <>")),
+        ((b"Return-Path: < >", b"Auto-Submitted: auto-replied"), ("Auto-Submitted: auto-replied", None)),
+        # delivery status notifications
+        ((b'Content-Type: multipart/report; report-type="Delivery-Status"; boundary=b',),
+         (None, "Content-Type: multipart/report; report-type=delivery-status")),
+        ((b"Content-Type: multipart/report; report-type=disposition-notification; boundary=b",), (None, None)),
     ],
 )
-def test_auto_generated_rules(headers, reason):
-    assert guard(b"Subject: x", *headers) == reason
+def test_auto_replies_and_bounces(headers, expected):
+    assert automatic(b"Subject: x", *headers) == expected
 
 
 # ---------------------------------------------------------------------------
@@ -969,4 +975,4 @@ def test_never_raises_on_arbitrary_input(pieces):
         assert attachment.filename and not attachment.filename.startswith(".")
         assert "/" not in attachment.filename and "\\" not in attachment.filename
     assert email.size == len(raw)
-    is_auto_generated(email)
+    auto_reply(email), bounce(email)
