@@ -37,7 +37,6 @@ RULE_OF = {
     "skipped_unknown_sender": "sync_known_only",
     "duplicate": "dedupe",
     "threaded": "threading",
-    "imported": "new ticket",
 }
 NOT_PREVIEWED = "not_previewed"
 

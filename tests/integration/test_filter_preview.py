@@ -120,3 +120,40 @@ def test_a_server_that_refuses_is_502_with_the_reason(api, app_ctx, imap_account
     assert response.json["error"].startswith("Could not read the mailbox: ")
     assert "not-the-password" not in response.json["error"]
     assert db.session.scalar(select(func.count(SyncRun.id))) == 0
+
+
+# --- the form's button (the workspace view) ---------------------------------------------------
+
+IMAP = "/admin/modules/imap"
+
+
+def form_post(client, mailbox, **form):
+    from tests.integration.test_imap_views import csrf_token
+
+    data = {"csrf_token": csrf_token(client), "process_unread_only": "y", "skip_auto_replies": "y", **form}
+    return client.post(f"{IMAP}/{mailbox.id}/filter-preview", data=data, headers={"HX-Request": "true"})
+
+
+def test_the_form_button_previews_the_typed_filter(client, admin, app_ctx, imap_account, mailbox):
+    from tests.conftest import login
+
+    imap_account.append(make_email(subject="Our May newsletter", headers={"List-Unsubscribe": "<mailto:u@x>"}))
+    imap_account.append(make_email(subject="VPN down"))
+    login(client, "admin@portal.test")
+    html = form_post(client, mailbox, filter_query='{"none": [{"field": "Headers.List-Unsubscribe", "present": true}]}')
+    page = html.get_data(as_text=True)
+    assert html.status_code == 200 and 'id="filter-preview"' in page
+    assert "1 imported" in page and "1 skipped filter" in page and "Nothing was changed" in page
+    assert "none[0] matched" in page and "<html" not in page  # the partial, for htmx
+
+    bad = form_post(client, mailbox, filter_query='{"field": "subjekt", "equals": "x"}').get_data(as_text=True)
+    assert "Unknown field &#39;subjekt&#39;" in bad and "<table" not in bad
+
+
+def test_the_form_button_says_when_the_server_cannot_be_read(client, admin, app_ctx, imap_account):
+    from tests.conftest import login
+
+    mailbox = create_mailbox(imap_account, folder="Does-not-exist")
+    login(client, "admin@portal.test")
+    page = form_post(client, mailbox).get_data(as_text=True)
+    assert "Could not read the mailbox: Folder &#39;Does-not-exist&#39; does not exist" in page

@@ -322,6 +322,11 @@ def run_order(operation) -> tuple:
     return (1, next(i for i, prefix in enumerate(DELETE_ORDER + ["/"]) if operation.path.startswith(prefix)))
 
 
+# Its success path reads a real folder (the seeded mailbox has no server): covered against Dovecot
+# in tests/integration/test_filter_preview.py; here its 404/409/422/502 answers are still checked.
+NEEDS_A_LIVE_MAILBOX = {"POST /api/imap/accounts/{account_id}/filter-preview"}
+
+
 def test_schemathesis_finds_no_server_errors_and_responses_match(app, client):
     # No app context is held here: each request gets its own, with a fresh session, as in production.
     with app.app_context():
@@ -343,7 +348,7 @@ def test_schemathesis_finds_no_server_errors_and_responses_match(app, client):
             if failure:
                 failures.append(failure)
         print(f"  {operation.label}: {dict(sorted(statuses.items()))}")
-        if not any(200 <= code < 300 for code in statuses):
+        if not any(200 <= code < 300 for code in statuses) and operation.label not in NEEDS_A_LIVE_MAILBOX:
             never_succeeded.append(operation.label)
     elapsed = time.monotonic() - started
     print(f"schemathesis: {len(operations)} operations, {total} calls, {elapsed:.1f}s (seed {SEED})")
