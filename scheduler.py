@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from portal import create_app
 from portal.extensions import IMAP_QUEUE, db, get_redis
 from portal.imap import reaper, scheduling
+from portal.imap.accounts import clear_schedule_errors, live_query
 from portal.imap.models import ImapAccount
 
 log = logging.getLogger("scheduler")
@@ -75,11 +76,10 @@ def main(argv: list[str]) -> int:
     setup_loghandlers("INFO")
     app = create_app()
     with app.app_context():
-        accounts = list(db.session.scalars(select(ImapAccount)))
+        accounts = list(db.session.scalars(live_query()))
         for change in scheduling.reconcile(accounts):
             logging.info("schedule reconcile: %s", change)
-        for account in accounts:
-            account.schedule_error = None
+        clear_schedule_errors(accounts)
         db.session.commit()
         connection = get_redis()
     scheduler = HousekeepingScheduler(queue_name=IMAP_QUEUE, connection=connection, interval=args.interval)

@@ -19,11 +19,13 @@ def utcnow() -> datetime:
 
 
 def isoformat(value: datetime | None) -> str | None:
+    """UTC in ISO 8601 with milliseconds and a Z suffix (2026-11-27T08:14:23.512Z): what every
+    JSON answer carries, so events a few milliseconds apart keep their order."""
     if value is None:
         return None
     if value.tzinfo is not None:
         value = value.astimezone(timezone.utc).replace(tzinfo=None)
-    return value.isoformat(timespec="seconds") + "Z"
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
 def normalize_email(value: str) -> str:

@@ -80,7 +80,7 @@ def text_field(max_length: int, description: str = "") -> dict:
 
 
 ID = integer(1, description="Database id")
-TIMESTAMP = string(format="date-time", description="UTC, ISO 8601 with a Z suffix, e.g. 2024-05-01T09:30:00Z")
+TIMESTAMP = string(format="date-time", description="UTC, ISO 8601 with milliseconds and a Z suffix, e.g. 2026-11-27T08:14:23.512Z")
 BOOLEAN = {"type": "boolean"}
 
 

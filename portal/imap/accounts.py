@@ -1,21 +1,52 @@
 """Mailbox lifecycle shared by the API and the pages: create, update, clone, delete.
 
 Every change commits first, then makes the rq-scheduler job match; when Redis is down
-the mailbox is still saved and `schedule_error` says the schedule is pending.
+the mailbox is still saved and `schedule_error` says the schedule is pending. A clone starts
+inactive, with `schedule_error` saying so, until it is saved once. A deleted mailbox stays,
+without secrets or schedule (`deleted_at`), so its runs and audit keep explaining its tickets.
 """
 from types import SimpleNamespace
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 
 from .. import crypto
 from ..extensions import db
-from ..models import Company, isoformat
+from ..models import Company, Ticket, isoformat, utcnow
 from ..validation import Conflict, ValidationError
-from . import fields, oauth_access, oauth_providers, scheduling
+from . import fields, oauth_access, oauth_providers, scheduling, schemas
 from .credentials import (
     PLAINTEXT_NOT_ALLOWED, SECRET_BOUND_TO, SECRET_FOR_NEW_SERVER, plaintext_refused, stored_secret_usable,
 )
-from .models import ImapAccount
+from .models import ENCRYPTED_COLUMNS, ImapAccount, OAuthState
+
+# What a clone's schedule_error says until its first save (the edit form, a PUT, Resume).
+CLONE_NOT_SCHEDULED = "Clone: not scheduled until saved"
+
+
+def live(account_id: int) -> ImapAccount | None:
+    """The mailbox, unless it does not exist or was deleted."""
+    account = db.session.get(ImapAccount, account_id)
+    return account if account is not None and account.deleted_at is None else None
+
+
+def live_query():
+    return select(ImapAccount).where(ImapAccount.deleted_at.is_(None))
+
+
+def deleted_query():
+    return select(ImapAccount).where(ImapAccount.deleted_at.is_not(None)).order_by(
+        ImapAccount.deleted_at.desc(), ImapAccount.id.desc())
+
+
+def is_unsaved_clone(account: ImapAccount) -> bool:
+    return account.schedule_error == CLONE_NOT_SCHEDULED
+
+
+def clear_schedule_errors(accounts) -> None:
+    """After a reconcile: the schedules match, so no Redis error stands (a clone's note does)."""
+    for account in accounts:
+        if not is_unsaved_clone(account):
+            account.schedule_error = None
 
 RULE_FIELDS = ("filter_query", "sync_known_only")
 
@@ -167,7 +198,20 @@ def create_account(data: dict) -> ImapAccount:
     return _commit_and_schedule(account)
 
 
+def _follow_port(account: ImapAccount, data: dict) -> dict:
+    """An update that moves the port and leaves `security` out gets the security the new port
+    implies (993: ssl, 143: starttls; schemas.PORT_SECURITY); other ports keep the stored one."""
+    if "security" in data or "port" not in data or data["port"] == account.port:
+        return data
+    implied = schemas.security_for_port(data["port"])
+    return {**data, "security": implied} if implied else data
+
+
 def update_account(account: ImapAccount, data: dict) -> ImapAccount:
+    """Apply a partial update. The first save of a clone makes it active unless it says otherwise."""
+    data = _follow_port(account, data)
+    if is_unsaved_clone(account) and "active" not in data:
+        data = {**data, "active": True}
     with db.session.no_autoflush:
         _check_references(data, account)
         _check_sign_in(account, data)
@@ -180,7 +224,8 @@ MAX_NAME = fields.FIELD["name"].max_length
 
 def clone_name(name: str) -> str:
     """'<name> (copy)', then '(copy 2)', ...; the name is shortened to keep within its maximum length."""
-    taken = {n.lower() for n in db.session.scalars(select(ImapAccount.name))}
+    taken = {n.lower() for n in db.session.scalars(
+        select(ImapAccount.name).where(ImapAccount.deleted_at.is_(None)))}
     number = 1
     while True:
         suffix = " (copy)" if number == 1 else f" (copy {number})"
@@ -199,20 +244,37 @@ def clone_account(source: ImapAccount, overrides: dict) -> ImapAccount:
 
     The copied password stays only if the copy keeps the source's server (see _check_sign_in);
     tokens are not copied: the copy connects by itself (a refresh token rotated by one mailbox
-    would stop working for the other)."""
+    would stop working for the other). The copy is inactive, without a schedule, until it is
+    saved once (two mailboxes reading one folder on the same schedule is rarely what was meant):
+    `schedule_error` says so, and update_account activates it unless that save says otherwise."""
     copy = ImapAccount(**{field: getattr(source, field) for field in CLONED_FIELDS})
     copy.name = clone_name(source.name)
+    overrides = _follow_port(source, overrides)
     with db.session.no_autoflush:
         _check_references(overrides, copy)
         _check_sign_in(copy, overrides)
     _assign(copy, overrides)
+    copy.active = False  # a new id has no cron job to remove: nothing to tell Redis
+    copy.schedule_error = CLONE_NOT_SCHEDULED
     db.session.add(copy)
-    return _commit_and_schedule(copy)
+    db.session.commit()
+    return copy
 
 
 def delete_account(account: ImapAccount) -> str | None:
-    """Delete the mailbox (its audit and runs go with it) and remove its schedule."""
+    """Soft delete: the mailbox leaves every list, sync and schedule, and its secrets are wiped
+    (password, OAuth2 client secret, key and tokens, pending sign-ins); its sync runs and audit
+    stay, readable, and so does its name on the tickets it made. Its name is free again."""
     account_id = account.id
-    db.session.delete(account)
+    db.session.execute(update(Ticket).where(
+        Ticket.source_mailbox_id == account_id, Ticket.source_mailbox_name.is_(None),
+    ).values(source_mailbox_name=account.name))
+    for column in ENCRYPTED_COLUMNS:
+        setattr(account, column, None)
+    oauth_access.forget_tokens(account)
+    db.session.execute(delete(OAuthState).where(OAuthState.account_id == account_id))
+    account.active = False
+    account.schedule_error = None
+    account.deleted_at = utcnow()
     db.session.commit()
     return scheduling.remove(account_id)

@@ -18,12 +18,29 @@ register_json_errors(bp)
 
 
 def account_or_404(account_id: int) -> ImapAccount:
+    """A live mailbox: every change and every sync 404s on a deleted one."""
+    account = get_or_404(ImapAccount, account_id, "Mailbox")
+    if account.deleted_at is not None:
+        abort(404, description=f"Mailbox {account_id} was deleted; its history stays readable")
+    return account
+
+
+def any_account_or_404(account_id: int) -> ImapAccount:
+    """A live or deleted mailbox: reading a mailbox and its history works after a delete."""
     return get_or_404(ImapAccount, account_id, "Mailbox")
 
 
 @bp.get("/accounts")
 def list_accounts():
-    rows = db.session.scalars(select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)).all()
+    """Live mailboxes by priority; ?deleted=true: the deleted ones, most recently deleted first."""
+    deleted = request.args.get("deleted", "false")
+    if deleted not in ("true", "false"):
+        raise ValidationError({"deleted": ["Must be true or false"]}, "Invalid query parameters")
+    if deleted == "true":
+        query = accounts.deleted_query()
+    else:
+        query = accounts.live_query().order_by(ImapAccount.priority, ImapAccount.id)
+    rows = db.session.scalars(query).all()
     return jsonify({"items": accounts.accounts_json(rows), "total": len(rows)})
 
 
@@ -36,7 +53,7 @@ def create_account():
 
 @bp.get("/accounts/<id:account_id>")
 def get_account(account_id):
-    return jsonify(accounts.one_account_json(account_or_404(account_id)))
+    return jsonify(accounts.one_account_json(any_account_or_404(account_id)))
 
 
 @bp.put("/accounts/<id:account_id>")
@@ -90,7 +107,7 @@ def sync_account(account_id):
 
 @bp.get("/accounts/<id:account_id>/sync-runs")
 def list_sync_runs(account_id):
-    account_or_404(account_id)
+    any_account_or_404(account_id)
     page, per_page = pagination()
     query = select(SyncRun).where(SyncRun.account_id == account_id).order_by(SyncRun.id.desc())
     return jsonify(paginated(query, page, per_page, audit.sync_run_json))
@@ -106,7 +123,7 @@ def get_sync_run(account_id, run_id):
 
 @bp.get("/accounts/<id:account_id>/messages")
 def list_messages(account_id):
-    account_or_404(account_id)
+    any_account_or_404(account_id)
     page, per_page = pagination()
     outcome = request.args.get("outcome")
     if outcome and outcome not in OUTCOMES:

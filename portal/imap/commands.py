@@ -39,6 +39,8 @@ def _account_or_fail(account_id: int) -> ImapAccount:
     account = db.session.get(ImapAccount, account_id)
     if account is None:
         raise click.ClickException(f"Mailbox {account_id} not found")
+    if account.deleted_at is not None:
+        raise click.ClickException(f"Mailbox {account_id} ({account.name}) was deleted")
     return account
 
 
@@ -99,10 +101,11 @@ def schedules_reconcile():
     """Make the rq-scheduler jobs match the database; prints what changed."""
     from . import scheduling
 
-    accounts = list(db.session.scalars(select(ImapAccount)))
+    from .accounts import clear_schedule_errors, live_query
+
+    accounts = list(db.session.scalars(live_query()))
     changes = scheduling.reconcile(accounts)
-    for account in accounts:
-        account.schedule_error = None
+    clear_schedule_errors(accounts)
     db.session.commit()
     for change in changes:
         click.echo(change)

@@ -138,4 +138,5 @@ def form_problems(form: Mapping[str, str], *, has_password: bool) -> list[str]:
 
 def _stored_mailbox(account_id: str) -> ImapAccount | None:
     number = parse_id(account_id)
-    return db.session.get(ImapAccount, number) if number is not None else None
+    account = db.session.get(ImapAccount, number) if number is not None else None
+    return account if account is not None and account.deleted_at is None else None

@@ -81,6 +81,8 @@ def finish(args, user_id: int) -> Outcome:
     state = args.get("state") or ""
     account_id = parse_id(state.split(".", 1)[0]) if "." in state else None
     account = db.session.get(ImapAccount, account_id) if account_id is not None else None
+    if account is not None and account.deleted_at is not None:
+        account = None  # deleted: its pending sign-ins went with it
     landing = account.id if account is not None else None
     if not state:
         return Outcome(None, "The sign-in answer carried no state: start again with Connect.", False)

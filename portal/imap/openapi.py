@@ -5,7 +5,7 @@ from ..openapi_helpers import (
     BOOLEAN, ID, NOT_BLANK, PAGINATION, TIMESTAMP, DocumentPart, integer, nullable, obj, operation, page_of,
     path_ids, path_item, ref, response, response_obj, string,
 )
-from . import fields, filters, models, preview
+from . import fields, filters, models
 
 TAG = {"name": "IMAP", "description": "Mailboxes that turn email into tickets"}
 # Taken from the code, so the document cannot drift from it.
@@ -23,6 +23,11 @@ CRON_PATTERN = r"^\s*\S+(\s+\S+){4}\s*$"
 # --- mailboxes: from the field table ------------------------------------------------------
 
 
+def described(op: dict, description: str) -> dict:
+    """An operation with a longer description than its summary."""
+    return {**op, "description": description}
+
+
 def _value_schema(field: fields.Field) -> dict:
     """The type of a field's value, as a response carries it."""
     kind = field.kind
@@ -37,7 +42,7 @@ def _value_schema(field: fields.Field) -> dict:
     if kind == fields.ID:
         return integer(1)
     if kind == fields.TIMESTAMP:
-        return string(format="date-time")
+        return dict(TIMESTAMP)
     if kind == fields.DATE:
         return string(format="date")
     return string()
@@ -48,7 +53,10 @@ def response_schema(field: fields.Field) -> dict:
     schema = _value_schema(field)
     if field.read_only:
         schema["readOnly"] = True
-        if field.description:
+        if field.kind == fields.TIMESTAMP:  # the format (with its example), then what the time is
+            extra = "" if field.description in ("", fields.UTC_TIMESTAMP) else "; " + field.description
+            schema["description"] = TIMESTAMP["description"] + extra
+        elif field.description:
             schema["description"] = field.description
     elif field.kind == fields.REFERENCE:
         schema["description"] = ID["description"]
@@ -87,17 +95,35 @@ def request_schema(field: fields.Field, *, create: bool) -> dict:
             "given for: a password for its server (host, port, username, security), an OAuth2 secret for its "
             "token endpoint and client; changing those without the secret is refused (422)"
         )
+    if field.name == "security":
+        description = SECURITY_FOLLOWS_PORT if create else SECURITY_FOLLOWS_NEW_PORT
     if description:
         schema["description"] = description
     return schema
 
 
+SECURITY_FOLLOWS_PORT = (
+    "Omitted: follows the port (993: ssl, 143: starttls; ssl on any other port). An OAuth2 provider "
+    "(microsoft, google) fills in its own server, port 993 and ssl")
+SECURITY_FOLLOWS_NEW_PORT = (
+    "Omitted while the port changes to 993 or 143: follows the new port (993: ssl, 143: starttls); "
+    "otherwise the stored security is kept")
+READ_ONLY_IGNORED = (
+    "Read-only fields (the ones the server reports, such as id, has_password, created_at or next_run_at) are "
+    "accepted and ignored, so a mailbox's JSON from GET can be sent back as is; unknown fields are a 422.")
+
+
+# A server-reported field in a request body: accepted with any value, and ignored.
+READ_ONLY_PROPERTY = {"readOnly": True, "description": "Ignored: reported by the server"}
+
+
 def mailbox_writable(*, create: bool) -> dict:
     props = {field.name: request_schema(field, create=create) for field in fields.WRITABLE}
+    props.update({field.name: dict(READ_ONLY_PROPERTY) for field in fields.FIELDS if field.read_only})
     if create:
         schema = obj(props, fields.REQUIRED_ON_CREATE, description=(
             "Omitted fields take their defaults. auth_method password needs a password; oauth2 needs the client "
-            "its oauth_flow uses (docs/oauth2.md)."))
+            "its oauth_flow uses (docs/oauth2.md). " + READ_ONLY_IGNORED))
         schema["examples"] = [
             {"name": "Support desk", "host": "imap.example.com", "username": "support@example.com",
              "password": "app-password"},
@@ -106,7 +132,7 @@ def mailbox_writable(*, create: bool) -> dict:
              "oauth_client_secret": "client-secret"},
         ]
         return schema
-    return obj(props, description="Only the fields sent are changed.")
+    return obj(props, description="Only the fields sent are changed. " + READ_ONLY_IGNORED)
 
 
 def mailbox_schemas() -> dict:
@@ -117,7 +143,8 @@ def mailbox_schemas() -> dict:
         "MailboxUpdate": mailbox_writable(create=False),
         "MailboxList": response_obj(
             {"items": {"type": "array", "items": ref("Mailbox")}, "total": integer(0)},
-            description="Every mailbox by priority, then id",
+            description="Every live mailbox by priority, then id; with deleted=true the deleted ones, most "
+                        "recently deleted first",
         ),
     }
 
@@ -171,40 +198,6 @@ def filter_schemas() -> dict:
             "description": "A filter, or null / {} for none (every message passes; stored as null).",
             "anyOf": [ref("FilterNode"), {"type": "object", "maxProperties": 0}, {"type": "null"}],
         },
-        **preview_schemas(),
-    }
-
-
-def preview_schemas() -> dict:
-    """The filter preview: unsaved settings in, one decision per recent message out."""
-    switch = {"type": "boolean", "description": "As the mailbox field; omitted: the saved value"}
-    outcome = string(enum=[*OUTCOMES, preview.NOT_PREVIEWED])
-    return {
-        "FilterPreviewRequest": obj({
-            "filter_query": {**ref("Filter"), "description": "The filter to try; omitted: the saved one"},
-            **{name: switch for name in preview.SETTINGS if name != "filter_query"},
-            "limit": integer(1, preview.MAX_LIMIT, default=preview.DEFAULT_LIMIT,
-                             description="How many of the newest messages of the folder"),
-        }, description="Settings to try, laid over the saved mailbox (nothing is saved)."),
-        "FilterPreviewItem": response_obj({
-            "uid": integer(1), "date": nullable(string(format="date-time", description="The email's Date")),
-            "from": string(), "subject": string(), "size": integer(0), "flags": {"type": "array", "items": string()},
-            "outcome": outcome,
-            "rule": nullable(string(description="The mailbox setting or sync step that decided, e.g. filter_query, "
-                                    "skip_auto_replies, sync_known_only, dedupe, threading")),
-            "reason": nullable(string(description="Why; for a filter skip, the part of the filter that decided")),
-            "ticket_id": nullable(integer(1, description="The stored ticket it would join or duplicate")),
-            "candidate": {"type": "boolean", "description": "Whether the next sync would consider it at all"},
-            "recorded": nullable(obj({"outcome": string(enum=OUTCOMES), "ticket_id": nullable(integer(1))},
-                                     ["outcome", "ticket_id"], description="Its audit row, if it has one")),
-            "note": nullable(string(description="Why the next sync would leave it alone")),
-        }),
-        "FilterPreviewResult": response_obj({
-            "folder": string(), "messages_in_folder": integer(0), "previewed": integer(0),
-            "limit": integer(1, preview.MAX_LIMIT),
-            "counts": {"type": "object", "additionalProperties": integer(1), "description": "Messages by outcome"},
-            "items": {"type": "array", "items": ref("FilterPreviewItem"), "description": "Newest first"},
-        }, description="What a sync would do with the newest messages; nothing was changed."),
     }
 
 
@@ -218,7 +211,9 @@ def sync_schemas() -> dict:
                 "id": ID,
                 "account_id": ID,
                 "trigger": string(enum=RUN_TRIGGERS),
-                "status": string(enum=RUN_STATUSES),
+                "status": string(enum=RUN_STATUSES, description=(
+                    "deferred: waiting for a pending restart to end; the same run then goes to running and "
+                    "its outcome (scheduled ticks meanwhile fold into it)")),
                 "job_id": nullable(string(description="RQ job id")),
                 "retry_of_id": nullable(integer(1, description="The failed run this attempt retries")),
                 "counts": {
@@ -295,10 +290,17 @@ def imap_paths() -> dict:
         "description": "Only messages with this outcome",
         "schema": string(enum=OUTCOMES),
     }
+    deleted = {
+        "name": "deleted", "in": "query", "required": False,
+        "description": "true: list the deleted mailboxes instead of the live ones (their sync runs and "
+                       "processed messages stay readable under /api/imap/accounts/{account_id}/...)",
+        "schema": string(enum=["true", "false"], default="false"),
+    }
     return {
         base: path_item(
             get=operation(
-                "listMailboxes", "List IMAP mailboxes", tag, {"200": response("Every mailbox", "MailboxList")}
+                "listMailboxes", "List IMAP mailboxes (live ones, or the deleted ones)", tag,
+                {"200": response("The mailboxes", "MailboxList")}, params=[deleted], invalid=True,
             ),
             post=operation(
                 "createMailbox", "Create an IMAP mailbox and schedule its sync", tag,
@@ -308,70 +310,64 @@ def imap_paths() -> dict:
         ),
         one: path_item(
             "account_id",
-            get=operation(
-                "getMailbox", "Get an IMAP mailbox", tag, {"200": response("The mailbox", "Mailbox")}, not_found=True
-            ),
+            get=described(operation(
+                "getMailbox", "Get an IMAP mailbox (a deleted one too)", tag,
+                {"200": response("The mailbox; a deleted one has deleted_at set", "Mailbox")}, not_found=True,
+            ), "A deleted mailbox is still returned, read-only (no secrets, inactive, `deleted_at` set), so "
+               "that the tickets it made stay explainable; every change, sync, clone or OAuth2 connect of it "
+               "answers 404."),
             put=operation(
                 "updateMailbox", "Update an IMAP mailbox and its schedule", tag,
                 {"200": response("The updated mailbox (`schedule_error` is set if Redis was down)", "Mailbox")},
                 body="MailboxUpdate", not_found=True, conflict=True, invalid=True, write=True,
             ),
-            delete=operation(
-                "deleteMailbox", "Delete an IMAP mailbox, its audit, its runs and its schedule", tag,
+            delete=described(operation(
+                "deleteMailbox", "Delete an IMAP mailbox (its sync runs and audit are kept)", tag,
                 {"204": {"description": "Deleted (the schedule is removed when Redis is reachable)"}},
                 not_found=True, write=True,
-            ),
+            ), "Soft delete: the mailbox leaves the list, the scheduler and bulk syncs, and its password, "
+               "OAuth2 secrets and tokens are wiped; its sync runs and processed messages stay readable "
+               "(GET /api/imap/accounts?deleted=true lists it) and its tickets keep its name. A new mailbox "
+               "may take its name. Jobs already queued for it end as skipped (\"Mailbox was deleted\")."),
         ),
-        f"{one}/clone": path_item("account_id", post=operation(
+        f"{one}/clone": path_item("account_id", post=described(operation(
             "cloneMailbox", "Copy a mailbox (password and filter included; sync state starts fresh)", tag,
-            {"201": response("The copy, named '<name> (copy)' unless overridden", "Mailbox")},
+            {"201": response("The copy, named '<name> (copy)' unless overridden; inactive until saved", "Mailbox")},
             body="MailboxUpdate", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
             body_description="Optional settings to change in the copy (same rules as an update: a new host, "
             "port, username or security needs the password again); no body or {} copies as is",
-        )),
+        ), "The copy is created inactive, without a schedule, and its `schedule_error` reads \"Clone: not "
+           "scheduled until saved\". Its first update (PUT, or the edit form) makes it active and schedules "
+           "it, unless that update sends `active`.")),
         f"{one}/oauth/authorize": path_item("account_id", post=operation(
             "authorizeMailboxOAuth", "Start connecting an OAuth2 mailbox (authorization code flow)", tag,
             {"200": response("The provider's authorization URL (PKCE S256, single-use state)", "OAuthAuthorization")},
             not_found=True, conflict=True, write=True,
         )),
         f"{one}/sync": path_item("account_id", post=operation(
-            "syncMailbox", "Queue a sync now", tag, {"202": response("The sync run is queued", "SyncQueued")},
+            "syncMailbox", "Queue a sync now (follow the run at sync-runs/{run_id})", tag,
+            {"202": response("The sync run is queued; during a pending restart it becomes deferred and keeps "
+                             "its id until it runs", "SyncQueued")},
             not_found=True, redis=True, write=True,
         )),
         f"{one}/sync-runs": path_item("account_id", get=operation(
-            "listSyncRuns", "List the sync runs of a mailbox", tag,
+            "listSyncRuns", "List the sync runs of a mailbox (a deleted one too)", tag,
             {"200": response("A page of sync runs", "SyncRunPage")}, params=PAGINATION, not_found=True, invalid=True,
         )),
         f"{one}/sync-runs/{{run_id}}": path_item("account_id", "run_id", get=operation(
             "getSyncRun", "Get one sync run", tag, {"200": response("The sync run", "SyncRun")}, not_found=True
         )),
         f"{one}/messages": path_item("account_id", get=operation(
-            "listProcessedMessages", "List the processed-message audit of a mailbox", tag,
+            "listProcessedMessages", "List the processed-message audit of a mailbox (a deleted one too)", tag,
             {"200": response("A page of processed messages", "ProcessedMessagePage")},
             params=[*PAGINATION, outcome], not_found=True, invalid=True,
         )),
-        f"{one}/filter-preview": path_item("account_id", post=filter_preview_operation(tag)),
         f"{one}/messages/{{message_id}}/retry": path_item("account_id", "message_id", post=operation(
             "retryProcessedMessage", "Retry a failed message: reset its attempts and queue a sync", tag,
             {"202": response("The message and the queued sync run", "RetryQueued")},
             not_found=True, conflict=True, redis=True, write=True,
         )),
     }
-
-
-def filter_preview_operation(tag: str) -> dict:
-    op = operation(
-        "previewMailboxFilter", "Try a filter and switches on the newest mail, changing nothing", tag,
-        {"200": response("Each message with what a sync would do", "FilterPreviewResult"),
-         "502": response("The mailbox could not be read (connection, sign-in, folder): `error` says why", "Error")},
-        body="FilterPreviewRequest", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
-    )
-    op["description"] = (
-        "Reads the newest `limit` messages of the mailbox's folder read-only (EXAMINE, BODY.PEEK) and runs the "
-        "sync's own decision code on them with the given settings laid over the saved ones: no flag, ticket, "
-        "audit row or sync run is written. 409: the mailbox cannot sign in until someone reconnects it (OAuth2). "
-        "Messages over IMAP_MAX_MESSAGE_BYTES are listed as not_previewed.")
-    return op
 
 
 def document_part() -> DocumentPart:

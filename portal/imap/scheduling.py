@@ -125,7 +125,7 @@ def reconcile(accounts) -> list[str]:
     """Make Redis match the database; returns one line per change."""
     changes = []
     existing = scheduled_jobs()
-    wanted = {a.id: a for a in accounts if a.active}
+    wanted = {a.id: a for a in accounts if a.active and a.deleted_at is None}
     for account_id, account in sorted(wanted.items()):
         job = existing.get(account_id)
         if job is None:
@@ -143,13 +143,14 @@ def reconcile(accounts) -> list[str]:
 
 
 def reconcile_all() -> list[str]:
-    """Reconcile every mailbox of the database with Redis (raises RedisError)."""
+    """Reconcile every live mailbox of the database with Redis (raises RedisError); the jobs of
+    deleted mailboxes are orphans and go."""
     from sqlalchemy import select
 
     from ..extensions import db
     from .models import ImapAccount
 
-    return reconcile(list(db.session.scalars(select(ImapAccount))))
+    return reconcile(list(db.session.scalars(select(ImapAccount).where(ImapAccount.deleted_at.is_(None)))))
 
 
 def schedule_missing() -> bool:

@@ -8,6 +8,23 @@ from . import fields, filters, oauth_providers
 from .fields import DEFAULTS, MAX_CRON_LENGTH, MAX_PRIORITY, SECURITY_MODES
 
 WRITABLE = frozenset(field.name for field in fields.WRITABLE)
+# What the server reports (computed ones included): ignored in a payload, so that a mailbox's
+# JSON from GET can be sent back as is, to PUT, to clone or to create. Unknown names stay errors.
+READ_ONLY = frozenset(field.name for field in fields.FIELDS if field.read_only)
+# The security a port implies when a payload leaves `security` out: implicit TLS on 993, STARTTLS
+# on 143 (RFC 8314). Any other port keeps the field's default (ssl) on create.
+PORT_SECURITY = {993: "ssl", 143: "starttls"}
+
+
+def security_for_port(port) -> str | None:
+    return PORT_SECURITY.get(port) if isinstance(port, int) and not isinstance(port, bool) else None
+
+
+def without_read_only(payload):
+    """The payload minus the fields the server reports; anything that is not a dict as is."""
+    if not isinstance(payload, dict):
+        return payload
+    return {name: value for name, value in payload.items() if name not in READ_ONLY}
 
 
 def cron_error(expression) -> str | None:
@@ -150,7 +167,13 @@ def validate_account(payload, *, partial: bool) -> dict:
     """Clean a create (partial=False, defaults filled in) or update (partial=True) payload.
 
     Rules across fields that need the stored mailbox (a password or an OAuth2 client for the
-    chosen sign-in) are accounts.py's."""
+    chosen sign-in) are accounts.py's. Read-only fields are dropped first (see READ_ONLY). On create,
+    a payload without `security` gets the one its port implies (PORT_SECURITY); an update that
+    moves the port is given the same rule by accounts.py, which knows the stored port."""
+    payload = without_read_only(payload)
+    if not partial and isinstance(payload, dict) and "security" not in payload:
+        if implied := security_for_port(payload.get("port")):
+            payload = {**payload, "security": implied}
     check = Checker(oauth_providers.with_provider_defaults(payload), WRITABLE)
     data = {}
     for field in fields.WRITABLE:
@@ -168,6 +191,6 @@ def validate_account(payload, *, partial: bool) -> dict:
 
 
 __all__ = [
-    "ValidationError", "validate_account", "cron_error", "DEFAULTS", "SECURITY_MODES", "MAX_PRIORITY",
-    "MAX_CRON_LENGTH",
+    "ValidationError", "validate_account", "security_for_port", "READ_ONLY", "cron_error", "DEFAULTS",
+    "SECURITY_MODES", "MAX_PRIORITY", "MAX_CRON_LENGTH",
 ]

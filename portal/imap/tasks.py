@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from ..extensions import db, get_queue, get_redis
 from ..models import utcnow
-from . import audit, maintenance, runs
+from . import audit, maintenance, runs, scheduling
 from .importer import sync_account
 from .lease import MailboxLease
 from .oauth_access import SignInNeedsAction
@@ -62,20 +62,33 @@ def retry_failed(account: ImapAccount, message) -> SyncRun:
     return enqueue_sync(account, trigger="manual")
 
 
-def _defer(account_id: int, trigger: str, run: SyncRun) -> dict:
+def _defer(account_id: int, trigger: str, run_id: int | None) -> dict:
+    """A restart is pending: the run waits (same id) and a job wakes it after a delay; a cron
+    tick that finds the mailbox's deferred run already waiting adds nothing (runs.defer)."""
     delay = current_app.config["RESTART_DEFER_SECONDS"]
-    finished = runs.finish(run.id, None, "deferred", f"Restart pending; sync deferred by {delay}s")
-    get_queue().enqueue_in(
-        timedelta(seconds=delay),
-        SYNC_FUNC,
-        account_id,
-        trigger=trigger,
-        job_timeout=job_timeout(),
-        retry=RETRY,
-        description=f"{task_id_for(account_id)} ({trigger}, deferred)",
-        meta={"task": task_id_for(account_id)},
-    )
-    return finished
+    run, needs_job = runs.defer(account_id, trigger, run_id, f"Restart pending; sync deferred by {delay}s")
+    if needs_job:
+        job = get_queue().enqueue_in(
+            timedelta(seconds=delay),
+            SYNC_FUNC,
+            account_id,
+            trigger=run.trigger,
+            run_id=run.id,
+            job_timeout=job_timeout(),
+            retry=RETRY,
+            description=f"{task_id_for(account_id)} ({run.trigger}, deferred)",
+            meta={"task": task_id_for(account_id), "sync_run_id": run.id},
+        )
+        runs.set_job(run, job.id)
+    return audit.sync_run_json(run)
+
+
+def _deleted(account_id: int, trigger: str, run_id: int | None) -> dict:
+    """A job of a deleted mailbox (queued before the delete, or a cron job Redis kept): skipped."""
+    run = runs.start_attempt(account_id, trigger, run_id)
+    if trigger == "scheduled":
+        scheduling.remove(account_id)
+    return runs.finish(run.id, None, "skipped", "Mailbox was deleted")
 
 
 def _lease(account_id: int, run: SyncRun) -> MailboxLease:
@@ -113,12 +126,14 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
     if account is None:
         log.warning("imap_sync:%s: mailbox no longer exists; nothing to do", account_id)
         return {"status": "skipped", "error": "Mailbox no longer exists"}
+    if account.deleted_at is not None:
+        return _deleted(account_id, trigger, run_id)
+    paused = trigger == "scheduled" and not account.active
+    if not paused and maintenance.restart_pending():
+        return _defer(account_id, trigger, run_id)
     run = runs.start_attempt(account_id, trigger, run_id)
-    if trigger == "scheduled" and not account.active:
+    if paused:
         return runs.finish(run.id, None, "skipped", "Mailbox is paused")
-
-    if maintenance.restart_pending():
-        return _defer(account_id, trigger, run)
 
     lease = _lease(account_id, run)
     if not lease.acquire():
@@ -144,7 +159,9 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
 def active_accounts_in_order() -> list[ImapAccount]:
     return list(
         db.session.scalars(
-            select(ImapAccount).where(ImapAccount.active.is_(True)).order_by(ImapAccount.priority, ImapAccount.id)
+            select(ImapAccount)
+            .where(ImapAccount.active.is_(True), ImapAccount.deleted_at.is_(None))
+            .order_by(ImapAccount.priority, ImapAccount.id)
         )
     )
 

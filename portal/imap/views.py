@@ -11,8 +11,7 @@ from ..extensions import db
 from ..http import get_or_404, page_arg
 from ..models import Company
 from ..validation import Conflict, ValidationError
-from . import accounts, filters, oauth_connect, preview, schemas, tasks, workspace
-from .client_errors import ImapError
+from . import accounts, filters, oauth_connect, schemas, tasks, workspace
 from .connection_check import check_connection
 from .filter_guide import guide_html
 from .forms import MailboxForm
@@ -32,7 +31,11 @@ def toast(message: str, category: str = "info") -> str:
 
 
 def account_or_404(account_id: int) -> ImapAccount:
-    return get_or_404(ImapAccount, account_id, "Mailbox")
+    """A live mailbox; a deleted one is only shown by `history`."""
+    account = accounts.live(account_id)
+    if account is None:
+        abort(404, description=f"Mailbox {account_id} not found")
+    return account
 
 
 def render_row(account: ImapAccount, extra: str = "") -> str:
@@ -49,7 +52,8 @@ def index():
     context = workspace.rows_context(workspace.search_mailboxes(q))
     if is_htmx() and request.headers.get("HX-Target") == "mailbox-rows":
         return render_template("imap/_rows.html", q=q, **context)
-    return _with_connect_targets(render_template("imap/index.html", q=q, **context), context["accounts"])
+    page = render_template("imap/index.html", q=q, deleted=workspace.deleted_mailboxes(), **context)
+    return _with_connect_targets(page, context["accounts"])
 
 
 @bp.get("/<id:account_id>/row")
@@ -94,6 +98,7 @@ def _render_form(form, account, errors, status=200):
             account=account,
             errors=errors,
             cron_preview=workspace.cron_preview_context(form.schedule_cron.data or ""),
+            unsaved_clone=account is not None and accounts.is_unsaved_clone(account),
             redirect_uri=oauth_connect.redirect_uri(),
         ),
         status,
@@ -117,6 +122,8 @@ def _form_page(account: ImapAccount | None):
     if request.method == "GET":
         if account is not None:
             form.load(account)
+            if accounts.is_unsaved_clone(account):
+                form.active.data = True  # saving the copy schedules it, unless unticked
         return _render_form(form, account, {})
     if not form.validate():
         return _render_form(form, account, {"csrf_token": ["The form expired; submit it again."]}, 400)
@@ -273,7 +280,7 @@ def resume(account_id):
 @bp.post("/<id:account_id>/clone")
 def clone(account_id):
     copy = accounts.clone_account(account_or_404(account_id), {})
-    flash(f"Cloned as '{copy.name}'. Adjust it and save.", "info")
+    flash(f"Cloned as '{copy.name}'. It is not scheduled until you save it: adjust it and save.", "info")
     target = url_for(".edit", account_id=copy.id)
     if is_htmx():
         response = make_response("", 204)
@@ -282,16 +289,34 @@ def clone(account_id):
     return redirect(target)
 
 
-@bp.route("/<id:account_id>/delete", methods=["POST", "DELETE"])
+@bp.route("/<id:account_id>/delete", methods=["GET", "POST", "DELETE"])
 def delete(account_id):
+    """GET: the confirm page (the Delete button without JavaScript); POST/DELETE: delete it."""
     account = account_or_404(account_id)
+    if request.method == "GET":
+        return render_template("imap/confirm_delete.html", account=account)
     name = account.name
-    accounts.delete_account(account)
-    text = f"Mailbox '{name}' deleted; its schedule is removed."
+    error = accounts.delete_account(account)
+    text = f"Mailbox '{name}' deleted; its sync history and audit are kept under Deleted mailboxes."
+    if error:
+        text += " " + error
     if is_htmx():
-        return toast(text)
+        deleted = render_template("imap/_deleted.html", deleted=workspace.deleted_mailboxes(), oob=True)
+        return deleted + toast(text)
     flash(text, "info")
     return redirect(url_for(".index"))
+
+
+@bp.get("/<id:account_id>/history")
+def history(account_id):
+    """A deleted mailbox, read-only: what it was, its sync runs and its audit (a live one: its page)."""
+    account = get_or_404(ImapAccount, account_id, "Mailbox")
+    if account.deleted_at is None:
+        return redirect(url_for(".detail", account_id=account.id))
+    return render_template(
+        "imap/history.html", account=account, runs=workspace.recent_runs(account), describe=workspace.describe,
+        readonly=True, **_messages_context(account),
+    )
 
 
 # --- filter guide ---------------------------------------------------------------------
@@ -300,27 +325,3 @@ def delete(account_id):
 @bp.get("/filter-guide")
 def filter_guide():
     return render_template("imap/guide.html", guide=guide_html())
-
-
-# --- filter preview ---------------------------------------------------------------------
-
-
-@bp.post("/<id:account_id>/filter-preview")
-def filter_preview(account_id):
-    """The form's current filter and switches tried on the folder's newest mail (nothing saved,
-    nothing changed); the table for htmx, a page of its own without JavaScript."""
-    account = account_or_404(account_id)
-    query, problems = filters.parse_filter_text(request.form.get("filter_query", ""))
-    settings = {name: bool(request.form.get(name)) for name in preview.SETTINGS if name != "filter_query"}
-    settings["filter_query"] = query or None
-    result = error = None
-    if not problems:
-        try:
-            result = preview.preview(account, settings)
-        except ImapError as exc:
-            db.session.rollback()
-            error = f"Could not read the mailbox: {exc}"
-    context = dict(account=account, problems=problems, error=error, result=result)
-    if is_htmx():
-        return render_template("imap/_preview.html", **context)
-    return render_template("imap/preview.html", **context)

@@ -8,7 +8,7 @@ from sqlalchemy import func, or_, select
 from ..extensions import db
 from ..http import paginate
 from ..models import Company
-from . import audit, scheduling, schemas
+from . import accounts, audit, scheduling, schemas
 from .cron_words import describe
 from .oauth_providers import AUTHORIZATION_CODE, NOT_CONNECTED, OAUTH2, STATUS_LABELS, endpoints
 from .models import OUTCOMES, ImapAccount, SyncRun
@@ -18,9 +18,9 @@ MESSAGES_PER_PAGE = 25
 
 
 def search_mailboxes(q: str) -> list[ImapAccount]:
-    """Mailboxes in priority order; with `q`, those whose name, username, host, folder or
+    """Live mailboxes in priority order; with `q`, those whose name, username, host, folder or
     company name contains it (case-insensitive)."""
-    query = select(ImapAccount).order_by(ImapAccount.priority, ImapAccount.id)
+    query = accounts.live_query().order_by(ImapAccount.priority, ImapAccount.id)
     if q:
         like = f"%{q.lower()}%"
         query = query.outerjoin(Company).where(
@@ -54,7 +54,13 @@ def rows_context(rows: list[ImapAccount]) -> dict:
         "runs": latest_runs(ids),
         "describe": describe,
         "oauth_view": oauth_view,
+        "unsaved_clone": accounts.is_unsaved_clone,
     }
+
+
+def deleted_mailboxes() -> list[ImapAccount]:
+    """The deleted mailboxes, most recently deleted first (their history stays readable)."""
+    return list(db.session.scalars(accounts.deleted_query()))
 
 
 def recent_runs(account: ImapAccount) -> list[SyncRun]:
@@ -69,6 +75,7 @@ def detail_context(account: ImapAccount) -> dict:
         "upcoming": scheduling.next_runs(account.schedule_cron, 3) if account.active else [],
         "describe": describe,
         "oauth": oauth_view(account),
+        "unsaved_clone": accounts.is_unsaved_clone(account),
     }
 
 

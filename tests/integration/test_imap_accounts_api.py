@@ -176,7 +176,8 @@ def test_cron_job_follows_create_update_pause_resume_delete(api, app):
     assert api.delete(f"/api/imap/accounts/{mailbox['id']}").status_code == 204
     assert cron_job(app, mailbox["id"]) is None
     assert not get_redis().exists(f"rq:job:imap_sync-{mailbox['id']}")
-    assert api.get(f"/api/imap/accounts/{mailbox['id']}").status_code == 404
+    gone = api.get(f"/api/imap/accounts/{mailbox['id']}").json  # kept, read-only, for its history
+    assert gone["deleted_at"] is not None and gone["scheduled_task_id"] is None and gone["active"] is False
     assert api.delete(f"/api/imap/accounts/{mailbox['id']}").status_code == 404
 
 
@@ -195,6 +196,9 @@ def test_clone_copies_everything_and_gets_its_own_schedule(api, app):
         assert copy[field] == source[field], field
     with app.app_context():
         assert crypto.decrypt(db.session.get(ImapAccount, copy["id"]).password_encrypted) == PASSWORD
+    assert copy["active"] is False and cron_job(app, copy["id"]) is None  # scheduled once saved
+    saved = api.put(f"/api/imap/accounts/{copy['id']}", json={})
+    assert saved.json["active"] is True
     assert cron_job(app, copy["id"]).meta["cron_string"] == "*/7 * * * *"
     second = api.post(
         f"/api/imap/accounts/{source['id']}/clone",

@@ -46,15 +46,18 @@ def test_restart_flag_defers_and_resumes_by_itself(app, app_ctx, imap_account):
     time.sleep(1.2)  # RESTART_DEFER_SECONDS is 1 in tests
     run_worker(with_scheduler=True)  # flag still set: deferred again, nothing fetched
     assert ticket_count() == 0
-    deferred = db.session.scalars(select(SyncRun).where(SyncRun.status == "deferred")).all()
-    assert len(deferred) == 2
+    # Deferred twice, still the one run the client was given.
+    assert db.session.scalars(select(SyncRun)).all() == [run]
+    db.session.refresh(run)
+    assert run.status == "deferred"
     assert "IMAP fetches resume" in runner.invoke(args=["maintenance", "end"]).output
     assert maintenance.status() is None
     time.sleep(1.2)
     run_worker(with_scheduler=True)
     assert [t.subject for t in tickets()] == ["After the upgrade"]
-    latest = db.session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
-    assert latest.status == "succeeded" and latest.trigger == "manual"
+    assert db.session.scalars(select(SyncRun)).all() == [run]
+    db.session.refresh(run)
+    assert run.status == "succeeded" and run.trigger == "manual" and run.counts == {"imported": 1}
 
 
 def test_sync_all_processes_in_priority_order(app, app_ctx, imap_account, dovecot_server):
@@ -210,3 +213,57 @@ def test_scheduled_run_of_a_paused_mailbox_is_skipped_but_manual_runs(app_ctx, i
     assert scheduled["status"] == "skipped" and scheduled["error"] == "Mailbox is paused"
     assert ticket_count() == 0
     assert sync(mailbox)["counts"] == {"imported": 1}
+
+
+def test_a_sync_requested_during_a_restart_keeps_its_run_id_until_it_succeeds(api, app_ctx, imap_account):
+    from portal.imap import maintenance
+
+    mailbox = create_mailbox(imap_account)
+    imap_account.append(make_email(subject="Queued during the upgrade"))
+    maintenance.begin("upgrade")
+    queued = api.post(f"/api/imap/accounts/{mailbox.id}/sync").json
+    run_url = f"/api/imap/accounts/{mailbox.id}/sync-runs/{queued['sync_run_id']}"
+    run_worker()
+    deferred = api.get(run_url).json
+    assert deferred["status"] == "deferred" and deferred["error"] == "Restart pending; sync deferred by 1s"
+    assert deferred["job_id"] != queued["job_id"]  # the job that will wake it
+    maintenance.end()
+    time.sleep(1.2)
+    run_worker(with_scheduler=True)
+    done = api.get(run_url).json
+    assert done["status"] == "succeeded" and done["counts"] == {"imported": 1} and done["error"] is None
+    assert [r["id"] for r in api.get(f"/api/imap/accounts/{mailbox.id}/sync-runs").json["items"]] == [done["id"]]
+    assert [t.subject for t in tickets()] == ["Queued during the upgrade"]
+
+
+def test_scheduled_ticks_during_a_restart_fold_into_one_waiting_run(app_ctx, imap_account):
+    from rq.job import Job
+
+    from portal.extensions import get_scheduler
+    from portal.imap import maintenance, scheduling
+
+    mailbox = create_mailbox(imap_account, schedule_cron="* * * * *")
+    scheduling.schedule(mailbox)
+    imap_account.append(make_email(subject="Alert during the upgrade"))
+    maintenance.begin()
+    scheduler = get_scheduler()
+    cron = Job.fetch(scheduling.job_id_for(mailbox.id), connection=get_redis())
+
+    def tick():
+        scheduler.enqueue_job(cron)  # what rq-scheduler does when the cron time comes
+        run_worker()
+
+    for _ in range(3):
+        tick()
+    [run] = db.session.scalars(select(SyncRun)).all()
+    assert (run.status, run.trigger) == ("deferred", "scheduled")
+    # A deferred run whose wake-up job is gone (Redis lost it) is not waiting: the next tick gets its own.
+    Job.fetch(run.job_id, connection=get_redis()).delete()
+    tick()
+    assert len(db.session.scalars(select(SyncRun)).all()) == 2
+    maintenance.end()
+    time.sleep(1.2)
+    run_worker(with_scheduler=True)
+    newest = db.session.scalars(select(SyncRun).order_by(SyncRun.id.desc())).first()
+    assert newest.status == "succeeded" and newest.trigger == "scheduled" and newest.counts == {"imported": 1}
+    assert [t.subject for t in tickets()] == ["Alert during the upgrade"]

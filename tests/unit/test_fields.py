@@ -68,9 +68,13 @@ def test_names_are_unique_and_flags_consistent():
 
 
 def test_validation_accepts_exactly_the_writable_fields():
-    for field in fields.READABLE:
+    # Read-only fields are ignored (a GET response can be sent back as is); unknown ones are errors.
+    for field in fields.FIELDS:
         if field.read_only:
-            assert errors_of({field.name: None}, partial=True) == {field.name: ["Unknown field"]}
+            assert validate_account({field.name: "anything"}, partial=True) == {}, field.name
+            assert validate_account({**VALID, field.name: "anything"}, partial=False) == validate_account(
+                dict(VALID), partial=False), field.name
+    assert errors_of({"colour": "blue"}, partial=True) == {"colour": ["Unknown field"]}
     secrets_not_sent = {f.name for f in fields.WRITABLE if f.kind == fields.SECRET and f.name not in VALID}
     assert set(validate_account(dict(VALID), partial=False)) == set(WRITABLE) - secrets_not_sent
 
@@ -177,7 +181,11 @@ def test_openapi_response_has_every_readable_field(openapi):
 @pytest.mark.parametrize("create", [True, False])
 def test_openapi_request_schemas_follow_the_table(openapi, create):
     schema = openapi["MailboxCreate" if create else "MailboxUpdate"]
-    assert list(schema["properties"]) == WRITABLE
+    writable = [name for name, prop in schema["properties"].items() if not prop.get("readOnly")]
+    assert writable == WRITABLE
+    # The server-reported fields are listed as read-only: accepted and ignored.
+    assert {name for name, prop in schema["properties"].items() if prop.get("readOnly")} == {
+        f.name for f in fields.FIELDS if f.read_only}
     assert schema.get("required", []) == (list(fields.REQUIRED_ON_CREATE) if create else [])
     for field in fields.WRITABLE:
         prop = schema["properties"][field.name]
