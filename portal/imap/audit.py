@@ -10,7 +10,7 @@ SYNC_RUN_FIELDS = (
     "finished_at", "duration_ms",
 )
 PROCESSED_MESSAGE_FIELDS = (
-    "id", "account_id", "uid_validity", "uid", "message_id", "subject", "from_address", "size", "outcome",
+    "id", "account_id", "uid_validity", "uid", "message_id", "subject", "from_address", "sent_at", "size", "outcome",
     "reason", "ticket_id", "attempts", "defects", "created_at", "updated_at",
 )
 

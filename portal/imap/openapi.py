@@ -239,6 +239,7 @@ def sync_schemas() -> dict:
                 "message_id": nullable(string()),
                 "subject": nullable(string()),
                 "from_address": nullable(string()),
+                "sent_at": nullable(string(format="date-time", description="The email's Date header (UTC)")),
                 "size": nullable(integer(0)),
                 "outcome": string(enum=OUTCOMES),
                 "reason": nullable(string()),

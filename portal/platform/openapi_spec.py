@@ -132,6 +132,7 @@ def ticket_schemas() -> dict:
         "requester": nullable(ref("Requester")),
         "source": string(enum=TICKET_SOURCES),
         "source_mailbox_id": nullable(integer(description="The IMAP mailbox that created it (may since be deleted)")),
+        "source_mailbox_name": nullable(string(description="That mailbox's name when the ticket was created")),
         "created_at": TIMESTAMP,
         "updated_at": TIMESTAMP,
     }
@@ -157,7 +158,15 @@ def ticket_schemas() -> dict:
             {
                 "id": ID,
                 "author_email": nullable(string()),
-                "body_text": string(),
+                "author_name": nullable(string(description="The sender's display name")),
+                "sent_at": nullable(string(format="date-time", description="The email's Date header (UTC)")),
+                "cc": nullable({
+                    "type": "array", "description": "Cc recipients of the email",
+                    "items": obj({"name": string(), "email": string()}, required=["name", "email"]),
+                }),
+                "body_text": string(description="For a reply threaded onto a ticket: what the sender wrote, "
+                                                "without the history it quotes"),
+                "quoted_text": nullable(string(description="The history a threaded reply quoted (shown collapsed)")),
                 "body_html": string(description="Untrusted HTML as received"),
                 "message_id": nullable(string(description="Email Message-ID")),
                 "import_notes": nullable(string(description="What the import left out of this message")),

@@ -51,10 +51,26 @@ def html_with_inline_images(message) -> Markup:
     return Markup(CID_SRC.sub(replace, message.body_html or ""))
 
 
+def shows_html(message) -> bool:
+    """A message reads as its HTML, unless it is a reply whose quoted history was taken apart
+    (its new text then leads, and the HTML as sent is one click away)."""
+    return bool(message.body_html) and not message.quoted_text
+
+
+def listed_files(message) -> list[Attachment]:
+    """Every attachment but the images the HTML on the page already shows (Content-Disposition
+    does not matter: an inline photo or PDF nothing shows is a file like any other)."""
+    shown = set(CID_SRC.findall(message.body_html or "")) if shows_html(message) else set()
+    return [a for a in message.attachments if not (a.content_id in shown and a.content_type in INLINE_IMAGE_TYPES)]
+
+
 @bp.get("/tickets/<id:ticket_id>")
 def ticket_detail(ticket_id):
     ticket = get_or_404(Ticket, ticket_id)
-    return render_template("platform/ticket.html", ticket=ticket, render_html=html_with_inline_images)
+    return render_template(
+        "platform/ticket.html", ticket=ticket, render_html=html_with_inline_images, shows_html=shows_html,
+        listed_files=listed_files,
+    )
 
 
 @bp.get("/tickets/attachments/<id:attachment_id>")

@@ -6,10 +6,13 @@ COMPANY_FIELDS = ("id", "name", "email_domains", "created_at")
 STAFF_FIELDS = ("id", "company_id", "email", "name", "created_at")
 USER_FIELDS = ("id", "email", "name", "is_super_admin", "is_active", "created_at")
 ATTACHMENT_FIELDS = ("id", "filename", "content_type", "size")
-MESSAGE_FIELDS = ("id", "author_email", "body_text", "body_html", "message_id", "import_notes", "created_at")
+MESSAGE_FIELDS = (
+    "id", "author_email", "author_name", "sent_at", "cc", "body_text", "quoted_text", "body_html", "message_id",
+    "import_notes", "created_at",
+)
 TICKET_FIELDS = (
     "id", "subject", "status", "priority", "company_id", "requester", "source", "source_mailbox_id",
-    "created_at", "updated_at",
+    "source_mailbox_name", "created_at", "updated_at",
 )
 
 
