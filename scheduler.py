@@ -13,15 +13,17 @@ import logging
 import sys
 import time
 
+from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
-from rq_scheduler.utils import setup_loghandlers
 from sqlalchemy import func, select
 
 from portal import create_app
 from portal.extensions import IMAP_QUEUE, db, get_redis
+from portal.health import beat_scheduler
 from portal.imap import reaper, scheduling
 from portal.imap.accounts import clear_schedule_errors, live_query
 from portal.imap.models import ImapAccount
+from portal.log_format import configure_logging
 
 log = logging.getLogger("scheduler")
 
@@ -64,7 +66,12 @@ class HousekeepingScheduler(Scheduler):
     def enqueue_jobs(self):
         if self.housekeeping is not None:
             self.housekeeping.tick()
-        return super().enqueue_jobs()
+        jobs = super().enqueue_jobs()
+        try:  # the heartbeat /api/health reads: this scheduler holds the lock and loops
+            beat_scheduler(self.connection, self._interval)
+        except RedisError:
+            log.warning("scheduler heartbeat not written (Redis unavailable)")
+        return jobs
 
 
 def main(argv: list[str]) -> int:
@@ -72,8 +79,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
     parser.add_argument("--burst", action="store_true", help="reconcile, enqueue due jobs once, and exit")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    setup_loghandlers("INFO")
+    configure_logging()  # LOG_FORMAT=json: one JSON object per line (rq-scheduler's lines too)
     app = create_app()
     with app.app_context():
         accounts = list(db.session.scalars(live_query()))

@@ -4,13 +4,20 @@ Run any number of these, on any machines that reach the same Redis and database:
     python worker.py [--burst]
 """
 import gc
-import logging
 import sys
 
 from rq import Worker
 
 from portal import create_app
 from portal.extensions import IMAP_QUEUE, db, get_redis
+from portal.imap.scheduling import SYNC_FUNC
+from portal.log_format import configure_logging, log_context
+
+
+def job_log_ids(job) -> dict:
+    """The ids every log line of this job carries (the run's id is added once the sync has one)."""
+    mailbox_id = job.args[0] if job.func_name == SYNC_FUNC and job.args else None
+    return {"job_id": job.id, "mailbox_id": mailbox_id if isinstance(mailbox_id, int) else None}
 
 
 class AppContextWorker(Worker):
@@ -18,18 +25,18 @@ class AppContextWorker(Worker):
 
     flask_app = None
 
-    def perform_job(self, *args, **kwargs):
-        with self.flask_app.app_context():
+    def perform_job(self, job, *args, **kwargs):
+        with self.flask_app.app_context(), log_context(**job_log_ids(job)):
             # A forked work horse must not reuse the parent's pooled DB connections.
             db.engine.dispose(close=False)
             try:
-                return super().perform_job(*args, **kwargs)
+                return super().perform_job(job, *args, **kwargs)
             finally:
                 db.session.remove()
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()  # LOG_FORMAT=json: one JSON object per line
     app = create_app(web=False)
     AppContextWorker.flask_app = app
     with app.app_context():

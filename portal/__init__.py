@@ -76,14 +76,17 @@ def _register_blueprints(app: Flask) -> None:
     from .imap.api import bp as imap_api_bp
     from .imap.openapi import document_part as imap_document_part
     from .imap.views import bp as imap_views_bp
+    from .ops import bp as ops_bp
+    from .ops import document_part as ops_document_part
     from .platform.api import bp as platform_api_bp
     from .platform.openapi import add_document_part
     from .platform.openapi import bp as openapi_bp
     from .platform.pages import bp as platform_pages_bp
 
-    for blueprint in (auth_bp, platform_pages_bp, platform_api_bp, openapi_bp, imap_api_bp, imap_views_bp):
+    for blueprint in (auth_bp, platform_pages_bp, platform_api_bp, openapi_bp, imap_api_bp, imap_views_bp, ops_bp):
         app.register_blueprint(blueprint)
     add_document_part(app, imap_document_part())
+    add_document_part(app, ops_document_part())
 
 
 # Email HTML is sanitised before it is stored; the CSP is the second wall: no scripts but

@@ -64,6 +64,10 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
         # Where browsers reach the portal (https://portal.example.com): the OAuth2 redirect URI is
         # built on it. Unset: the request's own scheme and host.
         "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "").strip().rstrip("/") or None,
+        # GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset: /metrics is off (404).
+        "METRICS_TOKEN": (env.get("METRICS_TOKEN") or "").strip() or None,
+        # text (readable lines) or json (one object per line; see portal/log_format.py).
+        "LOG_FORMAT": (env.get("LOG_FORMAT") or "text").strip().lower(),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "WTF_CSRF_TIME_LIMIT": None,
@@ -73,6 +77,8 @@ def load_config(overrides: dict | None = None, instance_path: str = "instance") 
     local = environment in LOCAL_ENVIRONMENTS
     if config["IMAP_DENY_PRIVATE_NETWORKS"] is None:  # unset: on everywhere but on a developer's machine
         config["IMAP_DENY_PRIVATE_NETWORKS"] = not local
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError(f"LOG_FORMAT must be text or json, not {config['LOG_FORMAT']!r}.")
     _check_secret_key_length(config, environment)
     if not config.get("SECRET_KEY"):
         if not local:

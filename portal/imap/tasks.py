@@ -9,6 +9,7 @@ from rq import Retry
 from sqlalchemy import select
 
 from ..extensions import db, get_queue, get_redis
+from ..log_format import sync_log_context
 from ..models import utcnow
 from . import audit, maintenance, runs, scheduling
 from .importer import sync_account
@@ -140,7 +141,7 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
         return runs.finish(run.id, None, "skipped", "Already running: another sync of this mailbox holds the lock")
     guard = RunGuard(lease, run.id)
     try:
-        with lease:
+        with lease, sync_log_context(account_id, run.id, run.job_id):
             result = sync_account(account, guard)
     except Exception as exc:
         db.session.rollback()
