@@ -155,7 +155,7 @@ def strip_of(page: str) -> str:
 def test_strip_on_the_workspace_is_quiet_when_all_is_well(client, admin, healthy):
     login(client, "admin@portal.test")
     strip = strip_of(client.get("/admin/modules/imap").get_data(as_text=True))
-    assert 'class="health-strip ok"' in strip
+    assert 'class="health-strip health-ok"' in strip
     assert "All systems normal" in strip and "1 worker" in strip and "Queue 0" in strip
     assert 'hx-trigger="every 15s"' in strip
     assert "health-problems" not in strip
@@ -165,7 +165,7 @@ def test_strip_turns_red_and_names_the_problem(client, admin, app_ctx):
     login(client, "admin@portal.test")
     maintenance.begin()
     strip = strip_of(client.get("/admin/modules/imap").get_data(as_text=True))
-    assert 'class="health-strip degraded"' in strip
+    assert 'class="health-strip health-degraded"' in strip
     assert "Needs attention" in strip
     assert "No worker is running" in strip and "A restart is pending" in strip
 
@@ -193,6 +193,6 @@ def test_workspace_with_redis_down_shows_the_strip_not_an_error(app, client, adm
     response = down_client.get("/admin/modules/imap")
     assert response.status_code == 200
     strip = strip_of(response.get_data(as_text=True))
-    assert 'class="health-strip down"' in strip
+    assert 'class="health-strip health-down"' in strip
     assert "Service down" in strip and "Redis down" in strip
     assert "Redis is down" in strip
