@@ -1,7 +1,7 @@
 """Server-rendered platform pages: tickets and companies (super admin only)."""
 import re
 
-from flask import Blueprint, abort, make_response, render_template, request
+from flask import Blueprint, abort, make_response, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -32,6 +32,7 @@ def tickets():
     context = {"state": state, "tickets": results.items, "results": results}
     if request.headers.get("HX-Request") == "true" and request.headers.get("HX-Target") == "ticket-results":
         response = make_response(render_template("platform/_ticket_results.html", **context))
+        response.headers["HX-Push-Url"] = url_for("platform_pages.tickets", **state.args())  # without empty fields
     else:
         response = make_response(render_template("platform/tickets.html", choices=filter_choices(), **context))
     response.vary.add("HX-Request")  # the same URL answers a partial or a page

@@ -98,7 +98,7 @@ def test_search_and_filters_update_the_list_in_place(page, live_server, admin, b
     page.evaluate("window.__sameDocument = true")  # gone if the browser loads a new page
 
     page.locator("input[name=q]").press_sequentially("printer", delay=30)
-    expect(page).to_have_url(re.compile(r"[?&]q=printer"))
+    expect(page).to_have_url(live_server + "/tickets?q=printer")  # only what is chosen
     expect(page.locator(".result-count")).to_contain_text("match")
     subjects = page.locator("#ticket-rows .col-subject a").all_inner_texts()
     assert subjects and all("printer" in s.lower() for s in subjects)
@@ -111,7 +111,7 @@ def test_search_and_filters_update_the_list_in_place(page, live_server, admin, b
     assert all(s.startswith("[Zabbix]") for s in page.locator("#ticket-rows .col-subject a").all_inner_texts())
 
     page.select_option("select[name=mailbox]", "")
-    expect(page).to_have_url(re.compile(r"[?&]mailbox=(&|$)"))
+    expect(page).not_to_have_url(re.compile(r"mailbox="))
     company = db.session.scalars(
         db.select(Company).join(Ticket, Ticket.company_id == Company.id).order_by(Company.name)
     ).first()

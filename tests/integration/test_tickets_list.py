@@ -189,6 +189,9 @@ def test_htmx_gets_the_results_only_and_a_full_page_otherwise(client, desk):
     assert "<form" not in body and "<html" not in body.lower()
     assert "1 ticket matches" in body and "Clear filters" in body
     assert "HX-Request" in partial.headers.get("Vary", "")
+    assert partial.headers["HX-Push-Url"] == "/tickets?q=printer"  # the address bar shows only what is chosen
+    chosen = client.get("/tickets?q=&status=open&mailbox=&company=&sort=subject", headers=headers)
+    assert chosen.headers["HX-Push-Url"] == "/tickets?status=open&sort=subject"
     full = client.get("/tickets?q=printer").get_data(as_text=True)  # a reload of the pushed URL
     assert "<html" in full.lower() and 'value="printer"' in full and "Printer on fire" in full and "VPN" not in full
     empty = client.get("/tickets?q=zzz", headers=headers).get_data(as_text=True)
