@@ -31,7 +31,7 @@ REQUIRED = object()  # the default of a field that a create must send
 SECURITY_MODES = ("ssl", "starttls", "none")
 MAX_PRIORITY = 32767  # SMALLINT range
 MAX_CRON_LENGTH = 200
-UTC_TIMESTAMP = "UTC, ISO 8601 with a Z suffix, e.g. 2024-05-01T09:30:00Z"
+UTC_TIMESTAMP = "UTC, ISO 8601 with milliseconds and a Z suffix, e.g. 2024-05-01T09:30:00.512Z"
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,8 @@ FIELDS = (
     ),
     Field(
         "schedule_error", STRING, read_only=True, nullable=True,
-        description="Set when the schedule could not be written (Redis down)",
+        description="Set when the schedule could not be written (Redis down), and on a clone until it is saved "
+                    "once (\"Clone: not scheduled until saved\")",
     ),
     Field(
         "import_left_out", INTEGER, read_only=True, minimum=0,
