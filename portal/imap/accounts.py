@@ -48,7 +48,7 @@ def clear_schedule_errors(accounts) -> None:
         if not is_unsaved_clone(account):
             account.schedule_error = None
 
-RULE_FIELDS = ("filter_query", "sync_known_only")
+RULE_FIELDS = ("filter_query", "sync_known_only", "skip_auto_replies", "skip_bounces")
 
 
 def account_json(account: ImapAccount, next_run_at=None) -> dict:

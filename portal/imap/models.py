@@ -22,7 +22,7 @@ OUTCOMES = (
     "failed",
 )
 # Outcomes whose rule may change: they become eligible again when the mailbox's rules change.
-RULE_SKIPS = ("skipped_filter", "skipped_unknown_sender")
+RULE_SKIPS = ("skipped_filter", "skipped_unknown_sender", "skipped_auto_reply", "skipped_bounce")
 MAX_ATTEMPTS = 3
 
 RUN_TRIGGERS = ("manual", "scheduled", "bulk")

@@ -109,6 +109,21 @@ def test_a_mailbox_can_import_out_of_office_replies_and_bounces(app_ctx, imap_ac
     assert sorted(t.subject for t in tickets()) == ["Out of office", "Undelivered Mail Returned to Sender"]
 
 
+def test_turning_a_skip_off_brings_back_the_mail_it_skipped(app_ctx, imap_account):
+    """Like a filter change: the skips of the old rule are decided again on the next sync."""
+    from portal.imap.accounts import update_account
+
+    mailbox = create_mailbox(imap_account, process_unread_only=False)
+    imap_account.append(make_email(subject="Out of office", headers={"Auto-Submitted": "auto-replied"}))
+    imap_account.append(DSN)
+    assert sync(mailbox)["counts"] == {"skipped_auto_reply": 1, "skipped_bounce": 1}
+    update_account(mailbox, {"skip_auto_replies": False})
+    # Every rule skip is looked at again; the bounce is still one.
+    assert sync(mailbox)["counts"] == {"imported": 1, "skipped_bounce": 1}
+    assert [t.subject for t in tickets()] == ["Out of office"]
+    assert _outcome_of(mailbox, "Undelivered Mail Returned to Sender").outcome == "skipped_bounce"
+
+
 def test_the_mailbox_list_counts_bounces_as_skipped(client, admin, app_ctx, imap_account):
     mailbox = create_mailbox(imap_account)
     imap_account.append(DSN)
