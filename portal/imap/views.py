@@ -11,7 +11,8 @@ from ..extensions import db
 from ..http import get_or_404, page_arg
 from ..models import Company
 from ..validation import Conflict, ValidationError
-from . import accounts, filters, oauth_connect, schemas, tasks, workspace
+from . import accounts, filters, oauth_connect, preview, schemas, tasks, workspace
+from .client_errors import ImapError
 from .connection_check import check_connection
 from .filter_guide import guide_html
 from .forms import MailboxForm
@@ -325,3 +326,27 @@ def history(account_id):
 @bp.get("/filter-guide")
 def filter_guide():
     return render_template("imap/guide.html", guide=guide_html())
+
+
+# --- filter preview ---------------------------------------------------------------------
+
+
+@bp.post("/<id:account_id>/filter-preview")
+def filter_preview(account_id):
+    """The form's current filter and switches tried on the folder's newest mail (nothing saved,
+    nothing changed); the table for htmx, a page of its own without JavaScript."""
+    account = account_or_404(account_id)
+    query, problems = filters.parse_filter_text(request.form.get("filter_query", ""))
+    settings = {name: bool(request.form.get(name)) for name in preview.SETTINGS if name != "filter_query"}
+    settings["filter_query"] = query or None
+    result = error = None
+    if not problems:
+        try:
+            result = preview.preview(account, settings)
+        except ImapError as exc:
+            db.session.rollback()
+            error = f"Could not read the mailbox: {exc}"
+    context = dict(account=account, problems=problems, error=error, result=result)
+    if is_htmx():
+        return render_template("imap/_preview.html", **context)
+    return render_template("imap/preview.html", **context)
