@@ -194,6 +194,11 @@ FIELDS = (
     ),
     Field("active", BOOLEAN, label="Active", default=True, description="Inactive mailboxes have no schedule"),
     Field(
+        "push_enabled", BOOLEAN, label="Push (IMAP IDLE): sync as soon as mail arrives", default=False,
+        description="A listener process holds an IDLE connection and syncs on new mail; the cron schedule stays "
+                    "as a fallback",
+    ),
+    Field(
         "scheduled_task_id", STRING, read_only=True, nullable=True,
         description="`imap_sync:<id>` while active, else null", examples=("imap_sync:7",),
     ),

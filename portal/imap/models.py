@@ -91,6 +91,7 @@ class ImapAccount(db.Model):
     schedule_cron: Mapped[str] = mapped_column(String(MAX_LENGTH["schedule_cron"]), default="*/15 * * * *")
     filter_query: Mapped[dict | None] = mapped_column(JSON)
     active: Mapped[bool] = mapped_column(default=True)
+    push_enabled: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     # Sync state: the UID epoch and the highest UID seen in it.
     uid_validity: Mapped[int | None] = mapped_column(BigInteger)
@@ -175,6 +176,8 @@ class SyncRun(db.Model):
     worker_name: Mapped[str | None] = mapped_column(String(200))
     heartbeat_at: Mapped[datetime | None] = mapped_column()
     counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    # How many messages this run set out to process (its candidates), for "412 / 2,000".
+    candidates: Mapped[int | None] = mapped_column()
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
