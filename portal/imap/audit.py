@@ -18,7 +18,14 @@ PROCESSED_MESSAGE_FIELDS = (
 def sync_run_json(run: SyncRun) -> dict:
     data = fields_json(run, SYNC_RUN_FIELDS)
     data["counts"] = data["counts"] or {}
+    data["progress"] = progress(run)
     return data
+
+
+def progress(run: SyncRun) -> dict:
+    """`done`: the messages decided so far (the sum of the counts, committed batch by batch);
+    `total`: the run's candidates, None until its search is done (or when it never got there)."""
+    return {"done": sum((run.counts or {}).values()), "total": run.candidates}
 
 
 def processed_message_json(message: ProcessedMessage) -> dict:

@@ -54,6 +54,9 @@ class Unguarded:
     def watch(self, session) -> None:
         pass
 
+    def started(self, candidates: int) -> None:
+        """Called once, when the sync knows how many messages it sets out to decide."""
+
     def before_write(self) -> None:
         """Raises to stop the sync before it writes a batch (tasks: lost lock, deadline)."""
 
@@ -64,7 +67,8 @@ class Unguarded:
 def sync_account(account: ImapAccount, guard=None) -> SyncResult:
     """Fetch and import everything new in the mailbox's folder (raises ImapError when the
     server cannot be used at all; per-message problems are recorded and the run goes on).
-    `guard` is asked before every batch write and told after every COMMIT."""
+    `guard` is told the number of candidates, asked before every batch write and told after
+    every COMMIT."""
     guard = guard or Unguarded()
     result = SyncResult()
     with sign_in(account) as session:
@@ -82,6 +86,7 @@ def sync_account(account: ImapAccount, guard=None) -> SyncResult:
             session.mark_seen(unseen_delivered)  # imported earlier, but that run stopped before \Seen
         if not candidates:
             return result
+        guard.started(len(candidates))
 
         infos = _set_aside_too_large(account, session, session.fetch_info(candidates), result, guard)
         _import(account, session, list(_batches(infos)), result, guard)

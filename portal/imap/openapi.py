@@ -261,6 +261,17 @@ def sync_schemas() -> dict:
                 "started_at": nullable(TIMESTAMP),
                 "finished_at": nullable(TIMESTAMP),
                 "duration_ms": nullable(integer(0)),
+                "progress": response_obj(
+                    {
+                        "done": integer(0, description=(
+                            "Messages decided so far: the sum of `counts`, updated after each batch's commit")),
+                        "total": nullable(integer(0, description=(
+                            "The run's candidates (the new messages its search found); null until the search "
+                            "is done, and for a run that never got that far"))),
+                    },
+                    description="How far the run is, for \"412 / 2,000\": done reaches total when every candidate "
+                    "is decided (a message removed from the server meanwhile is never decided)",
+                ),
             }
         ),
         "SyncRunPage": page_of("SyncRun", "Sync runs, newest first"),

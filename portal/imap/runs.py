@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 RECORD_PAUSES = (0, 0.5, 1, 2, 4, 8)  # seconds before each try of a run's final write
 # A run in one of these states has not been attempted yet: the job that carries it records into it.
 NOT_ATTEMPTED = ("queued", "deferred")
+# A run that ends so has searched its folder: if it recorded no candidates, it found none.
+FOUND_ALL = ("succeeded", "completed_with_errors")
 # The job of a deferred run that will still fire (or is firing now).
 WAITING_JOB = (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.STARTED)
 
@@ -58,6 +60,7 @@ def start_attempt(account_id: int, trigger: str, run_id: int | None) -> SyncRun:
         db.session.add(run)
     run.status = "running"
     run.error = None
+    run.candidates = None
     run.started_at = run.heartbeat_at = utcnow()
     run.finished_at = None
     run.worker_name = worker_name()
@@ -122,6 +125,17 @@ def record_counts(run_id: int, counts) -> None:
         log.warning("Sync run %s: counts not saved after a batch (%s)", run_id, exc.__class__.__name__)
 
 
+def record_candidates(run_id: int, candidates: int) -> None:
+    """Once the run's search is done: how many messages it sets out to decide (the "of 2,000"
+    of its progress). Losing this write loses only the progress total, never mail."""
+    try:
+        db.session.get(SyncRun, run_id).candidates = candidates
+        db.session.commit()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        log.warning("Sync run %s: candidates not saved (%s)", run_id, exc.__class__.__name__)
+
+
 def finish(run_id: int, account_id: int | None, status: str, error: str | None, counts=None) -> dict:
     """Write the run's end (and the mailbox's last sync) and return the run's JSON. A busy
     database is tried again with backoff; if it never answers the run stays `running` and the
@@ -138,6 +152,8 @@ def finish(run_id: int, account_id: int | None, status: str, error: str | None, 
             run.finished_at = utcnow()
             if counts is not None:
                 run.counts = dict(counts)
+            if run.candidates is None and status in FOUND_ALL:
+                run.candidates = 0  # it searched and found nothing new (that path writes nothing before)
             if account_id is not None:
                 account = db.session.get(ImapAccount, account_id)
                 if account is not None:

@@ -105,7 +105,7 @@ def _lease(account_id: int, run: SyncRun) -> MailboxLease:
 
 class RunGuard:
     """What the importer consults around each batch: the lease before a write, the run's
-    counts after a COMMIT."""
+    candidates once known and its counts after a COMMIT."""
 
     def __init__(self, lease: MailboxLease, run_id: int):
         self.lease = lease
@@ -113,6 +113,9 @@ class RunGuard:
 
     def watch(self, session) -> None:
         self.lease.watch(session)
+
+    def started(self, candidates: int) -> None:
+        runs.record_candidates(self.run_id, candidates)
 
     def before_write(self) -> None:
         self.lease.check()
