@@ -10,7 +10,8 @@
 #   4. flask db upgrade (SQLite in instance/ unless DATABASE_URL is set)
 #   5. flask ensure-superadmin (first super admin from ADMIN_EMAIL/ADMIN_PASSWORD, or a generated
 #      password printed once)
-#   6. honcho runs the Procfile: web (gunicorn on 127.0.0.1:$PORT, default 5000), worker, scheduler
+#   6. honcho runs the Procfile: web (gunicorn on 127.0.0.1:$PORT, default 5000), worker, scheduler,
+#      listener (IMAP IDLE push)
 #
 # Environment: PORT (default 5000), REDIS_URL, DATABASE_URL, SECRET_KEY, ADMIN_EMAIL, ADMIN_PASSWORD.
 set -euo pipefail
@@ -101,7 +102,7 @@ cat >&2 <<EOF
   Login:
 $(printf '%s\n' "$admin_output" | sed 's/^/    /')
   Redis: $(redact_url "$REDIS_URL")   Database: ${DATABASE_URL:-sqlite (instance/portal.db)}
-  Press Ctrl-C to stop web, worker, scheduler$( [ -n "$STARTED_REDIS_PID" ] && printf ' and Redis' ).
+  Press Ctrl-C to stop web, worker, scheduler, listener$( [ -n "$STARTED_REDIS_PID" ] && printf ' and Redis' ).
 ==========================================================================
 
 EOF

@@ -52,6 +52,7 @@ def test_procfile():
         "web: gunicorn --bind 127.0.0.1:$PORT --workers 2 --access-logfile - wsgi:app",
         "worker: python worker.py",
         "scheduler: python scheduler.py",
+        "listener: python listener.py",
     ]
 
 

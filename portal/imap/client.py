@@ -162,6 +162,12 @@ class ImapSession:
     def capabilities(self) -> tuple[str, ...]:
         return tuple(self._client.capabilities)
 
+    @property
+    def imap_client(self) -> imaplib.IMAP4:
+        """The imaplib client underneath, for commands written elsewhere (client_idle: IDLE)."""
+        self._ensure_open()
+        return self._client
+
     # failures ---------------------------------------------------------------
     def _failing(self, op: Operation, folder: str | None = None) -> ContextManager[None]:
         """Translate what the block raises; a lost connection closes the session."""
