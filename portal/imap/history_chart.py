@@ -13,7 +13,7 @@ DAYS = 30
 SLOT = 10  # viewBox units per day
 BAR = 7  # bar width inside its slot
 HEIGHT = 100  # viewBox units of the tallest bar
-MIN_BAR = 1.5  # the least height of a non-zero count (about 2 px at the page's chart height)
+MIN_BAR = 2.5  # the least height of a non-zero count (about 3 px at the page's chart height)
 # (key, label, colour), bottom of the stack first.
 SERIES = (
     ("imported", "Imported", "#127a46"),
