@@ -121,9 +121,26 @@ def workers_state(redis, now: float) -> dict:
     return {"alive": len(workers), "busy": sum(w["state"] == "busy" for w in workers), "workers": workers}
 
 
-def listeners_state() -> dict:
-    """IMAP IDLE listeners: none exists yet (the listener process comes later)."""
-    return {"alive": 0, "listeners": []}
+def listeners_state(redis=None, now: float | None = None) -> dict:
+    """IMAP IDLE listeners (listener.py): each one's heartbeat key, which expires two lease
+    periods after its last beat (portal/imap/push.py)."""
+    if redis is None:
+        return {"alive": 0, "listeners": []}
+    from .imap.push import listeners
+
+    now = time.time() if now is None else now
+    found = []
+    for beat in listeners(redis):
+        found.append({
+            "name": str(beat.get("name") or ""),
+            "hostname": str(beat.get("host") or "") or None,
+            "pid": beat.get("pid") if isinstance(beat.get("pid"), int) else None,
+            "mailboxes": int(beat.get("mailboxes") or 0),
+            "listening": int(beat.get("listening") or 0),
+            "paused": bool(beat.get("paused")),
+            "heartbeat_age_seconds": _age(beat["at"], now) if isinstance(beat.get("at"), (int, float)) else None,
+        })
+    return {"alive": len(found), "listeners": found}
 
 
 def queue_state(redis, now: float) -> dict:
@@ -213,6 +230,7 @@ def report() -> dict:
         try:
             result["scheduler"] = scheduler_state(redis, now)
             result["workers"] = workers_state(redis, now)
+            result["listeners"] = listeners_state(redis, now)
             result["queue"] = queue_state(redis, now)
             result["restart"] = restart_state(redis)
         except (RedisError, OSError) as exc:

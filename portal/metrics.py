@@ -111,8 +111,18 @@ class PortalCollector(Collector):
         yield from self.mailbox_metrics()
         yield from self.run_metrics()
         yield from self.redis_metrics()
-        push = GaugeMetricFamily("portal_imap_push_connections", "IMAP IDLE connections held by listeners (no listener process yet)")
-        push.add_metric([], 0)
+        yield from self.push_metrics()
+
+    def push_metrics(self):
+        """The IDLE connections every live listener holds, from their heartbeats (any machine)."""
+        from .imap.push import connections
+
+        try:
+            held = connections(get_redis())
+        except (RedisError, OSError):
+            return
+        push = GaugeMetricFamily("portal_imap_push_connections", "IMAP IDLE connections held by the listeners")
+        push.add_metric([], held)
         yield push
 
     def mailbox_metrics(self):

@@ -18,6 +18,7 @@ from .credentials import (
     PLAINTEXT_NOT_ALLOWED, SECRET_BOUND_TO, SECRET_FOR_NEW_SERVER, plaintext_refused, stored_secret_usable,
 )
 from .models import ENCRYPTED_COLUMNS, ImapAccount, OAuthState
+from .push import OFF, push_states
 
 # What a clone's schedule_error says until its first save (the edit form, a PUT, Resume).
 CLONE_NOT_SCHEDULED = "Clone: not scheduled until saved"
@@ -51,9 +52,15 @@ def clear_schedule_errors(accounts) -> None:
 RULE_FIELDS = ("filter_query", "sync_known_only", "skip_auto_replies", "skip_bounces")
 
 
-def account_json(account: ImapAccount, next_run_at=None) -> dict:
-    """A mailbox as the API shows it: every readable field of the table, timestamps in ISO 8601."""
-    computed = {"next_run_at": next_run_at if account.active else None}
+def account_json(account: ImapAccount, next_run_at=None, push=None) -> dict:
+    """A mailbox as the API shows it: every readable field of the table, timestamps in ISO 8601.
+    `push`: its IDLE state from Redis (push.push_states), for the computed push_* fields."""
+    push = push or {}
+    computed = {
+        "next_run_at": next_run_at if account.active else None,
+        "push_state": push.get("state", OFF) if account.push_enabled else OFF,
+        "push_listener": push.get("listener") if account.push_enabled else None,
+    }
     result = {}
     for field in fields.READABLE:
         value = computed[field.name] if field.computed else getattr(account, field.stored_as)
@@ -67,7 +74,8 @@ def account_json(account: ImapAccount, next_run_at=None) -> dict:
 
 def accounts_json(accounts: list[ImapAccount]) -> list[dict]:
     times = scheduling.next_run_times([a.id for a in accounts])
-    return [account_json(a, times.get(a.id)) for a in accounts]
+    pushed = push_states([a.id for a in accounts if a.push_enabled])
+    return [account_json(a, times.get(a.id), pushed.get(a.id)) for a in accounts]
 
 
 def one_account_json(account: ImapAccount) -> dict:

@@ -8,7 +8,7 @@ from sqlalchemy import func, or_, select
 from ..extensions import db
 from ..http import paginate
 from ..models import Company
-from . import accounts, audit, history, scheduling, schemas
+from . import accounts, audit, history, push, scheduling, schemas
 from .cron_words import describe
 from .oauth_providers import AUTHORIZATION_CODE, NOT_CONNECTED, OAUTH2, STATUS_LABELS, endpoints
 from .models import OUTCOMES, ImapAccount, SyncRun
@@ -77,6 +77,7 @@ def detail_context(account: ImapAccount) -> dict:
         "oauth": oauth_view(account),
         "unsaved_clone": accounts.is_unsaved_clone(account),
         "history": history.chart(account.id),
+        "push": push.push_states([account.id])[account.id] if account.push_enabled else None,
     }
 
 

@@ -38,6 +38,26 @@ def start_process(app):
             processes.stop(proc)
 
 
+def metrics_value(client, app, name):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app.config["METRICS_TOKEN"] = "metrics-token-0123456789"
+    try:
+        text = client.get("/metrics", headers={"Authorization": "Bearer metrics-token-0123456789"}).get_data(as_text=True)
+    finally:
+        app.config["METRICS_TOKEN"] = None
+        app.extensions.pop("portal_metrics", None)
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+def api_session_page(client, app, account_id):
+    from tests.conftest import login, make_user
+
+    make_user("push-admin@example.com", super_admin=True)
+    login(client, "push-admin@example.com")
+    return client.get(f"/admin/modules/imap/{account_id}").get_data(as_text=True)
+
+
 def _state(account_id):
     return push_states([account_id])[account_id]
 
@@ -66,12 +86,17 @@ def _listening(account_id, start_process):
     return worker, listener
 
 
-def test_new_mail_becomes_a_ticket_without_any_sync_being_asked_for(app_ctx, imap_account, start_process):
+def test_new_mail_becomes_a_ticket_without_any_sync_being_asked_for(app, api, client, app_ctx, imap_account, start_process):
     mailbox = create_mailbox(imap_account, push_enabled=True, schedule_cron="0 0 1 1 *")
     worker, listener = _listening(mailbox.id, start_process)
     assert _state(mailbox.id)["listener"] == "listener-a"
-    [beat] = listeners(get_redis())
-    assert beat["name"] == "listener-a" and beat["listening"] == 1
+    assert processes.wait_for(lambda: [b["listening"] for b in listeners(get_redis())] == [1], timeout=5)
+    report = api.get("/api/health").json["listeners"]
+    assert report["alive"] == 1 and report["listeners"][0]["name"] == "listener-a"
+    assert report["listeners"][0]["listening"] == 1 and report["listeners"][0]["heartbeat_age_seconds"] < 5
+    assert metrics_value(client, app, "portal_imap_push_connections") == 1
+    page = api_session_page(client, app, mailbox.id)
+    assert "listening" in page and "listener-a" in page
     imap_account.append(make_email(subject="Pushed"))
     assert processes.wait_for(lambda: ticket_count() == 1, timeout=10), _output(worker, listener)
     assert [t.subject for t in tickets()] == ["Pushed"]
@@ -183,3 +208,39 @@ def test_idle_needs_the_capability(app_ctx):
                                                    "username": "user", "password": "secret"})())
         with credentials.sign_in(mailbox) as session, pytest.raises(IdleUnsupported):
             Idler(session)
+
+
+def test_a_dropped_connection_is_reconnected(app_ctx, imap_account, start_process):
+    import os
+
+    mailbox = create_mailbox(imap_account, push_enabled=True, schedule_cron="0 0 1 1 *")
+    worker, listener = _listening(mailbox.id, start_process)
+    server = imap_account.server
+    pids = server.session_pids(imap_account.username)
+    assert pids, "the listener's IMAP session is not to be seen"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert processes.wait_for(lambda: _state(mailbox.id)["state"] != LISTENING, timeout=10), _output(worker, listener)
+    assert processes.wait_for(lambda: _state(mailbox.id)["state"] == LISTENING, timeout=20), _output(worker, listener)
+    assert processes.wait_for(lambda: _all_finished(mailbox.id), timeout=20)
+    imap_account.append(make_email(subject="After the drop"))
+    assert processes.wait_for(lambda: ticket_count() == 1, timeout=10), _output(worker, listener)
+
+
+def test_a_pending_restart_pauses_the_listener(app, app_ctx, imap_account, start_process):
+    from portal.imap import maintenance
+
+    mailbox = create_mailbox(imap_account, push_enabled=True, schedule_cron="0 0 1 1 *")
+    worker, listener = _listening(mailbox.id, start_process)
+    maintenance.begin("upgrade")
+    assert processes.wait_for(lambda: _state(mailbox.id)["detail"] == "Restart pending", timeout=10), _output(worker, listener)
+    assert processes.wait_for(lambda: not server_sessions(imap_account), timeout=10)  # hung up
+    maintenance.end()
+    assert processes.wait_for(lambda: _state(mailbox.id)["state"] == LISTENING, timeout=10), _output(worker, listener)
+    assert processes.wait_for(lambda: _all_finished(mailbox.id), timeout=20)
+    imap_account.append(make_email(subject="After the restart"))
+    assert processes.wait_for(lambda: ticket_count() == 1, timeout=10), _output(worker, listener)
+
+
+def server_sessions(imap_account) -> bool:
+    return bool(imap_account.server.session_pids(imap_account.username))
