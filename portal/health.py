@@ -176,8 +176,10 @@ def mailboxes_state() -> dict:
 
     failing, failing_list = listed(ImapAccount.active.is_(True) & (ImapAccount.last_sync_status == "failed"))
     reauth, reauth_list = listed(ImapAccount.oauth_status == "needs_reauthorization")
+    push = db.session.scalar(select(func.count(ImapAccount.id)).where(
+        live, ImapAccount.active.is_(True), ImapAccount.push_enabled.is_(True)))
     return {
-        "total": total, "active": active,
+        "total": total, "active": active, "push": push,
         "failing": failing, "failing_mailboxes": failing_list,
         "needs_reauthorization": reauth, "needs_reauthorization_mailboxes": reauth_list,
     }
@@ -269,6 +271,11 @@ def problems(result: dict) -> list[str]:
         if mailboxes["needs_reauthorization"]:
             count = mailboxes["needs_reauthorization"]
             found.append(f"{_count(count, 'mailbox')} {'needs' if count == 1 else 'need'} a new sign-in.")
+    listening = result["listeners"]
+    if mailboxes is not None and mailboxes["push"] and result["workers"] is not None and not listening["alive"]:
+        count = mailboxes["push"]
+        found.append(f"No push listener is running: {_count(count, 'push mailbox')} "
+                     f"{'syncs on its' if count == 1 else 'sync on their'} schedule only (start listener.py).")
     restart = result["restart"]
     if restart is not None and restart["pending"]:
         found.append("A restart is pending: syncs are deferred until it completes.")

@@ -112,7 +112,7 @@ def document_part() -> DocumentPart:
                 "name": string(), "depth": integer(0), "oldest_job_age_seconds": number_or_null(),
             })),
             "mailboxes": nullable(response_obj({
-                "total": integer(0), "active": integer(0),
+                "total": integer(0), "active": integer(0), "push": integer(0),
                 "failing": integer(0), "failing_mailboxes": {"type": "array", "items": mailbox_ref},
                 "needs_reauthorization": integer(0),
                 "needs_reauthorization_mailboxes": {"type": "array", "items": mailbox_ref},

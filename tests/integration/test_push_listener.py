@@ -244,3 +244,10 @@ def test_a_pending_restart_pauses_the_listener(app, app_ctx, imap_account, start
 
 def server_sessions(imap_account) -> bool:
     return bool(imap_account.server.session_pids(imap_account.username))
+
+
+def test_health_says_when_push_mailboxes_have_no_listener(api, app_ctx, imap_account):
+    create_mailbox(imap_account, push_enabled=True)
+    report = api.get("/api/health").json
+    assert report["mailboxes"]["push"] == 1 and report["listeners"] == {"alive": 0, "listeners": []}
+    assert "No push listener is running: 1 push mailbox syncs on its schedule only (start listener.py)." in report["problems"]
