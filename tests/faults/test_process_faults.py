@@ -75,11 +75,16 @@ def test_worker_killed_mid_sync(app_ctx, imap_account, fast_lease, start_process
 def test_two_workers_racing_on_one_mailbox(app_ctx, imap_account, fast_lease, start_process):
     from portal.imap.tasks import enqueue_sync
 
+    from rq import Worker
+
     uids = imap_account.fill_maildir(mails(1000, "Race"))
     mailbox = create_mailbox(imap_account)
+    # Both workers wait for work before the two jobs arrive, so they take them at the same moment
+    # (a worker that started late on a busy machine would find the first sync already done).
+    start_process("worker.py")
+    start_process("worker.py")
+    assert processes.wait_for(lambda: len(Worker.all(connection=get_redis())) >= 2, timeout=60)
     first, second = enqueue_sync(mailbox), enqueue_sync(mailbox)
-    start_process("worker.py", "--burst")
-    start_process("worker.py", "--burst")
     ended = ("succeeded", "skipped", "failed")
     assert processes.wait_for(lambda: all(db.session.get(SyncRun, r.id).status in ended for r in (first, second)), timeout=90)
     statuses = sorted(db.session.get(SyncRun, r.id).status for r in (first, second))
