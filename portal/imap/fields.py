@@ -199,6 +199,15 @@ FIELDS = (
                     "as a fallback",
     ),
     Field(
+        "push_state", STRING, read_only=True, computed=True, examples=("listening",),
+        description="IMAP IDLE push, from the listeners: listening, reconnecting, unsupported (the server has no "
+                    "IDLE: cron only) or off (push disabled, mailbox paused, or no listener holds it)",
+    ),
+    Field(
+        "push_listener", STRING, read_only=True, nullable=True, computed=True, examples=("host:1234",),
+        description="The listener (listener.py --name, default host:pid) watching the mailbox; null when none",
+    ),
+    Field(
         "scheduled_task_id", STRING, read_only=True, nullable=True,
         description="`imap_sync:<id>` while active, else null", examples=("imap_sync:7",),
     ),

@@ -97,6 +97,8 @@ def test_new_mail_becomes_a_ticket_without_any_sync_being_asked_for(app, api, cl
     assert metrics_value(client, app, "portal_imap_push_connections") == 1
     page = api_session_page(client, app, mailbox.id)
     assert "listening" in page and "listener-a" in page
+    shown = api.get(f"/api/imap/accounts/{mailbox.id}").json
+    assert (shown["push_enabled"], shown["push_state"], shown["push_listener"]) == (True, "listening", "listener-a")
     imap_account.append(make_email(subject="Pushed"))
     assert processes.wait_for(lambda: ticket_count() == 1, timeout=10), _output(worker, listener)
     assert [t.subject for t in tickets()] == ["Pushed"]
