@@ -37,6 +37,7 @@ MICROSOFT_TENANT_DEFAULT = "organizations"
 # A tenant is a GUID, a domain, or one of Microsoft's aliases; it is put into a URL path.
 TENANT_PATTERN = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9.-]{0,198}[A-Za-z0-9])?\Z")
 SHARED_TENANTS = ("organizations", "common", "consumers")
+HOST_CHARACTERS = re.compile(r"[A-Za-z0-9.:-]{1,253}")
 MAX_SERVICE_ACCOUNT_BYTES = 16 * 1024
 
 
@@ -141,6 +142,8 @@ def url_problem(url: str) -> str | None:
         return "Must be a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "Must be an https:// URL"
+    if not HOST_CHARACTERS.fullmatch(parts.hostname):  # the origin also goes into a page's CSP
+        return "Must name a host of letters, digits, dots and hyphens (or an IP address)"
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         return "Must use https:// (http only for a server on this machine)"
     if parts.username or parts.password or parts.fragment:

@@ -162,6 +162,9 @@ def test_url_problem_accepts(url):
     ("https://idp.example.com:99999/token", "Must be a valid URL"),
     ("https://idp.example.com:abc/token", "Must be a valid URL"),
     ("https://[::1/token", "Must be a valid URL"),
+    # the origin of an authorize URL goes into the mailbox page's CSP: no directive separators
+    ("https://idp.example.com;script-src*/authorize", "Must name a host of letters, digits"),
+    ("https://idp,example.com/authorize", "Must name a host of letters, digits"),
 ])
 def test_url_problem_refuses(url, message):
     problem = url_problem(url)
