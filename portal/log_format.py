@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 CONTEXT_KEYS = ("mailbox_id", "run_id", "job_id")
+TIMING_KEYS = ("duration_ms", "imap_ms")  # on a sync's end line
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
 
@@ -43,12 +44,19 @@ def sync_log_context(mailbox_id: int, run_id: int, job_id: str | None = None):
     with log_context(mailbox_id=mailbox_id, run_id=run_id, job_id=job_id):
         started = time.monotonic()
         _sync_log.info("sync of mailbox %s started (run %s)", mailbox_id, run_id)
+        measured: dict = {}  # the caller may add imap_seconds: what the sync waited on the server
         try:
-            yield
+            yield measured
         except BaseException as exc:
             _sync_log.warning("sync of mailbox %s stopped after %.2f s (%s)", mailbox_id, time.monotonic() - started, type(exc).__name__)
             raise
-        _sync_log.info("sync of mailbox %s ended after %.2f s", mailbox_id, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        timings = {"duration_ms": round(seconds * 1000, 1)}
+        imap = measured.get("imap_seconds")
+        if imap is not None:
+            timings["imap_ms"] = round(imap * 1000, 1)
+        _sync_log.info("sync of mailbox %s ended after %.3f s%s", mailbox_id, seconds,
+                       f" (IMAP {timings['imap_ms']:.1f} ms)" if imap is not None else "", extra=timings)
 
 
 def current_context() -> dict:
@@ -88,7 +96,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": _ANSI.sub("", record.getMessage()),
         }
-        for key in CONTEXT_KEYS:
+        for key in CONTEXT_KEYS + TIMING_KEYS:
             value = getattr(record, key, None)
             if value is not None:
                 entry[key] = value

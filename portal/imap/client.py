@@ -20,10 +20,11 @@ from __future__ import annotations
 import imaplib
 import logging
 import socket
+import time
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import date
-from typing import ContextManager, Iterator, Mapping
+from typing import Iterator, Mapping
 
 from imap_tools.mailbox import BaseMailBox
 from imap_tools.utils import encode_folder
@@ -127,6 +128,8 @@ class ImapSession:
         self.last_missing: list[int] = []
         self._declared_sizes: dict[int, int] = {}  # RFC822.SIZE from fetch_info: the FETCH budget
         self._closed = False
+        #: seconds spent waiting on the server: connect, login, every command, LOGOUT
+        self.wire_seconds = 0.0
 
     # context manager ------------------------------------------------------
     def __enter__(self) -> "ImapSession":
@@ -140,6 +143,7 @@ class ImapSession:
         if self._closed:
             return
         self._closed = True
+        started = time.perf_counter()
         try:
             if logout:
                 self._client.logout()
@@ -147,6 +151,7 @@ class ImapSession:
             pass
         finally:
             self._shutdown()
+            self.wire_seconds += time.perf_counter() - started
 
     def abort(self) -> None:
         """Shut the socket down from another thread (a deadline, a lost lock): whatever waits
@@ -169,11 +174,18 @@ class ImapSession:
         return self._client
 
     # failures ---------------------------------------------------------------
-    def _failing(self, op: Operation, folder: str | None = None) -> ContextManager[None]:
-        """Translate what the block raises; a lost connection closes the session."""
-        return translated(op, self._settings, connected=True,
-                          folder=self.folder if folder is None else folder,
-                          on_connection_lost=self._closed_broken)
+    @contextmanager
+    def _failing(self, op: Operation, folder: str | None = None) -> Iterator[None]:
+        """Translate what the block raises (a lost connection closes the session); the block's
+        time counts as waiting on the server."""
+        started = time.perf_counter()
+        try:
+            with translated(op, self._settings, connected=True,
+                            folder=self.folder if folder is None else folder,
+                            on_connection_lost=self._closed_broken):
+                yield
+        finally:
+            self.wire_seconds += time.perf_counter() - started
 
     def _refused(self, op: Operation, data, folder: str | None = None) -> ImapError:
         return refusal(op, self._settings, response_text(data),
@@ -452,10 +464,12 @@ def connect(settings: ConnectionSettings) -> ImapSession:
         check_credentials(settings.username, settings.access_token)
     timeout = float(settings.timeout)
     max_literal = int(settings.max_literal_bytes)
+    started = time.perf_counter()
     with translated(CONNECT, settings, connected=False):
         mailbox = open_mailbox(security, host, port, timeout, max_literal,
                                verify_tls=settings.verify_tls, ca_file=settings.ca_file)
     session = ImapSession(mailbox, settings)
+    session.wire_seconds = time.perf_counter() - started
     try:
         session._login()
     except BaseException:

@@ -36,6 +36,7 @@ class SyncResult:
     counts: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     uid_validity: int | None = None
+    imap_seconds: float = 0.0  # waiting on the server (connect, login, commands, LOGOUT)
 
     @property
     def status(self) -> str:
@@ -71,26 +72,34 @@ def sync_account(account: ImapAccount, guard=None) -> SyncResult:
     every COMMIT."""
     guard = guard or Unguarded()
     result = SyncResult()
-    with sign_in(account) as session:
-        guard.watch(session)
-        first_look = account.uid_validity is None
-        folder = _select_folder(session, account)
-        result.uid_validity = folder.uidvalidity
-        scope = import_scope.apply(account, session, folder, first_look=first_look)  # import_existing
-        last_seen = 0 if account.process_unread_only or scope.widened else account.last_seen_uid
-        found = session.search_uids(
-            unseen_only=account.process_unread_only, above_uid=scope.above_uid(last_seen), since=scope.since,
-        )
-        candidates, unseen_delivered = ledger.candidates(account, found)
-        if unseen_delivered and account.mark_as_read and commits_are_durable():
-            session.mark_seen(unseen_delivered)  # imported earlier, but that run stopped before \Seen
-        if not candidates:
-            return result
-        guard.started(len(candidates))
-
-        infos = _set_aside_too_large(account, session, session.fetch_info(candidates), result, guard)
-        _import(account, session, list(_batches(infos)), result, guard)
+    session = sign_in(account)
+    try:
+        with session:
+            _sync_folder(account, session, result, guard)
+    finally:
+        result.imap_seconds = session.wire_seconds
     return result
+
+
+def _sync_folder(account: ImapAccount, session: ImapSession, result: SyncResult, guard) -> None:
+    guard.watch(session)
+    first_look = account.uid_validity is None
+    folder = _select_folder(session, account)
+    result.uid_validity = folder.uidvalidity
+    scope = import_scope.apply(account, session, folder, first_look=first_look)  # import_existing
+    last_seen = 0 if account.process_unread_only or scope.widened else account.last_seen_uid
+    found = session.search_uids(
+        unseen_only=account.process_unread_only, above_uid=scope.above_uid(last_seen), since=scope.since,
+    )
+    candidates, unseen_delivered = ledger.candidates(account, found)
+    if unseen_delivered and account.mark_as_read and commits_are_durable():
+        session.mark_seen(unseen_delivered)  # imported earlier, but that run stopped before \Seen
+    if not candidates:
+        return
+    guard.started(len(candidates))
+
+    infos = _set_aside_too_large(account, session, session.fetch_info(candidates), result, guard)
+    _import(account, session, list(_batches(infos)), result, guard)
 
 
 def _select_folder(session: ImapSession, account: ImapAccount) -> FolderState:

@@ -144,8 +144,9 @@ def sync_mailbox(account_id: int, trigger: str = "scheduled", run_id: int | None
         return runs.finish(run.id, None, "skipped", "Already running: another sync of this mailbox holds the lock")
     guard = RunGuard(lease, run.id)
     try:
-        with lease, sync_log_context(account_id, run.id, run.job_id):
+        with lease, sync_log_context(account_id, run.id, run.job_id) as measured:
             result = sync_account(account, guard)
+            measured["imap_seconds"] = result.imap_seconds
     except Exception as exc:
         db.session.rollback()
         # A stop (lost lock, deadline) cuts the connection: say why, not what the cut broke.
