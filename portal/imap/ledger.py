@@ -35,6 +35,7 @@ def candidates(account: ImapAccount, found: list[int]) -> tuple[list[int], list[
         db.session.scalars(
             select(ProcessedMessage.uid).where(
                 in_epoch,
+                ProcessedMessage.outcome.in_(("failed", *RULE_SKIPS)),  # ix_imap_processed_again
                 or_(
                     (ProcessedMessage.outcome == "failed") & (ProcessedMessage.attempts < MAX_ATTEMPTS),
                     ProcessedMessage.outcome.in_(RULE_SKIPS) & (ProcessedMessage.rules_version < account.rules_version),

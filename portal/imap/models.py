@@ -140,6 +140,9 @@ class ProcessedMessage(db.Model):
         Index("ix_imap_processed_dedupe", "account_id", "dedupe_key"),
         Index("ix_imap_processed_outcome", "account_id", "outcome"),
         Index("ix_imap_processed_dedupe_any", "dedupe_key"),  # the same email in another mailbox
+        # what a sync decides again (failed, or skipped under older rules): read by every sync
+        Index("ix_imap_processed_again", "account_id", "uid_validity", "outcome", "rules_version"),
+        Index("ix_imap_processed_created", "account_id", "created_at"),  # the 30-day chart
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("imap_accounts.id", ondelete="CASCADE"))
