@@ -76,7 +76,8 @@ class HousekeepingScheduler(Scheduler):
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds between checks")
+    parser.add_argument("--interval", type=float, default=1.0,
+                        help="seconds between checks for due jobs (a due sync waits at most this long)")
     parser.add_argument("--burst", action="store_true", help="reconcile, enqueue due jobs once, and exit")
     args = parser.parse_args(argv)
     configure_logging()  # LOG_FORMAT=json: one JSON object per line (rq-scheduler's lines too)

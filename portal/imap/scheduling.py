@@ -108,16 +108,15 @@ def scheduled_jobs() -> dict[int, Job]:
     """The mailbox cron jobs currently in Redis, by mailbox id."""
     scheduler = get_scheduler()
     connection = get_redis()
+    job_ids = [job_id for raw_id in connection.zrange(scheduler.scheduled_jobs_key, 0, -1)
+               if (job_id := raw_id.decode()).startswith(JOB_PREFIX) and job_id[len(JOB_PREFIX):].isdigit()]
     jobs = {}
-    for raw_id in connection.zrange(scheduler.scheduled_jobs_key, 0, -1):
-        job_id = raw_id.decode()
-        if not job_id.startswith(JOB_PREFIX) or not job_id[len(JOB_PREFIX):].isdigit():
-            continue
-        try:
-            jobs[int(job_id[len(JOB_PREFIX):])] = Job.fetch(job_id, connection=connection)
-        except NoSuchJobError:
+    # one pipelined round trip for all of them: a fleet of a thousand mailboxes is reconciled
+    # in the scheduler's own loop, between two enqueue checks
+    for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=connection)):
+        if job is None:
             scheduler.cancel(job_id)
-            jobs[int(job_id[len(JOB_PREFIX):])] = None
+        jobs[int(job_id[len(JOB_PREFIX):])] = job
     return jobs
 
 

@@ -1,6 +1,7 @@
 """RQ job functions: sync_mailbox(id, trigger) and sync_all(). Plain functions with explicit
 arguments; the worker pushes the app context."""
 import logging
+import uuid
 from datetime import timedelta
 
 from flask import current_app
@@ -31,14 +32,16 @@ def job_timeout() -> int:
 
 
 def enqueue_sync(account: ImapAccount, trigger: str = "manual") -> SyncRun:
-    """Record a queued run and put its job on the `imap` queue (raises RedisError if Redis is down)."""
-    run = SyncRun(account_id=account.id, trigger=trigger, status="queued", counts={})
+    """Record a queued run and put its job on the `imap` queue (raises RedisError if Redis is down).
+    The job's id is chosen first, so the run is written once, before any worker can see the job."""
+    run = SyncRun(account_id=account.id, trigger=trigger, status="queued", counts={}, job_id=uuid.uuid4().hex)
     db.session.add(run)
     db.session.commit()
     try:
-        job = get_queue().enqueue(
+        get_queue().enqueue(
             SYNC_FUNC,
             account.id,
+            job_id=run.job_id,
             trigger=trigger,
             run_id=run.id,
             job_timeout=job_timeout(),
@@ -49,11 +52,10 @@ def enqueue_sync(account: ImapAccount, trigger: str = "manual") -> SyncRun:
     except RedisError:
         run.status = "failed"
         run.error = "Not queued: Redis is unavailable"
+        run.job_id = None
         run.finished_at = utcnow()
         db.session.commit()
         raise
-    run.job_id = job.id
-    db.session.commit()
     return run
 
 
