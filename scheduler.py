@@ -15,6 +15,7 @@ import time
 
 from redis.exceptions import RedisError
 from rq_scheduler import Scheduler
+from rq_scheduler.utils import get_next_scheduled_time, to_unix
 from sqlalchemy import func, select
 
 from portal import create_app
@@ -59,9 +60,24 @@ class Housekeeping:
 
 
 class HousekeepingScheduler(Scheduler):
-    """rq-scheduler that does the housekeeping while it holds the scheduler lock."""
+    """rq-scheduler that does the housekeeping while it holds the scheduler lock, and folds a
+    cron tick into the mailbox's previous one when that is still waiting in the queue."""
 
     housekeeping: Housekeeping | None = None
+
+    def enqueue_job(self, job):
+        cron_string = job.meta.get("cron_string")
+        if cron_string and self._still_queued(job):
+            # The waiting job will sync the mailbox; queueing it again would only let a backlog
+            # grow (and run the same job twice). Only its next time is set.
+            next_time = get_next_scheduled_time(cron_string, use_local_timezone=job.meta.get("use_local_timezone"))
+            self.connection.zadd(self.scheduled_jobs_key, {job.id: to_unix(next_time)})
+            log.info("%s: previous tick still queued; this one folds into it", job.description)
+            return
+        super().enqueue_job(job)
+
+    def _still_queued(self, job) -> bool:
+        return self.connection.lpos(self.get_queue_for_job(job).key, job.id) is not None
 
     def enqueue_jobs(self):
         if self.housekeeping is not None:

@@ -66,3 +66,32 @@ def _output(*procs):
     for proc in procs:
         proc.terminate()
     return "\n".join(proc.communicate(timeout=10)[0].decode(errors="replace")[-3000:] for proc in procs)
+
+
+def test_a_tick_whose_previous_one_still_waits_in_the_queue_is_folded_into_it(api, app_ctx, imap_account, start_process):
+    """No worker runs: the scheduler meets the mailbox's job still queued at the next tick and
+    does not queue it again (a backlog must not grow), yet keeps it on the schedule."""
+    created = api.post("/api/imap/accounts", json={
+        "name": "Backlogged box", "host": imap_account.host, "port": imap_account.port, "security": "none",
+        "allow_plaintext": True, "username": imap_account.username, "password": imap_account.password,
+        "schedule_cron": "* * * * *",
+    }).json
+    job_id = "imap_sync-%d" % created["id"]
+    scheduler = get_scheduler()
+    queue_key = "rq:queue:imap"
+    scheduler_proc = start_process("scheduler.py", "--interval", "0.2")
+
+    def bring_tick_forward():
+        job = next(j for j in scheduler.get_jobs() if j.id == job_id)
+        scheduler.change_execution_time(job, datetime.now(timezone.utc).replace(tzinfo=None))
+
+    bring_tick_forward()
+    assert processes.wait_for(lambda: get_redis().lrange(queue_key, 0, -1) == [job_id.encode()], timeout=20), \
+        _output(scheduler_proc)
+    assert processes.wait_for(lambda: job_id in scheduler, timeout=10)  # rescheduled for the next minute
+    bring_tick_forward()
+    assert processes.wait_for(lambda: scheduler.get_jobs(with_times=True) and all(
+        t > datetime.now(timezone.utc).replace(tzinfo=None) for _, t in scheduler.get_jobs(with_times=True)), timeout=10)
+    assert get_redis().lrange(queue_key, 0, -1) == [job_id.encode()]  # still one: the tick folded
+    output = _output(scheduler_proc)
+    assert f"imap_sync:{created['id']}: previous tick still queued; this one folds into it" in output
