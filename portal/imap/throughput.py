@@ -61,6 +61,9 @@ class DownloadLane:
 
     def __exit__(self, exc_type, exc, tb):
         self.pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+        # The worker lives on after the job (no work horse exits with the heap): give the
+        # memory of the downloaded batches back to the OS now, not at the next big batch.
+        release_free_memory()
         if exc_type is None:
             for future in self.marks:
                 future.result()
