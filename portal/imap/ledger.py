@@ -4,7 +4,7 @@ with the same Message-ID), which tickets replies can thread onto and whom they b
 and who the senders are."""
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, union_all
 
 from ..extensions import db
 from ..models import CompanyDomain, Staff, Ticket, TicketMessage, User, utcnow
@@ -31,15 +31,16 @@ def candidates(account: ImapAccount, found: list[int]) -> tuple[list[int], list[
                 select(ProcessedMessage.uid, ProcessedMessage.outcome).where(in_epoch, ProcessedMessage.uid >= found[0])
             ).all()
         )
+    # Two index ranges (ix_imap_processed_again), not one OR that both databases would answer
+    # by reading every row of the mailbox's epoch: this query runs on every sync.
     again = set(
         db.session.scalars(
-            select(ProcessedMessage.uid).where(
-                in_epoch,
-                ProcessedMessage.outcome.in_(("failed", *RULE_SKIPS)),  # ix_imap_processed_again
-                or_(
-                    (ProcessedMessage.outcome == "failed") & (ProcessedMessage.attempts < MAX_ATTEMPTS),
-                    ProcessedMessage.outcome.in_(RULE_SKIPS) & (ProcessedMessage.rules_version < account.rules_version),
-                ),
+            union_all(
+                select(ProcessedMessage.uid).where(
+                    in_epoch, ProcessedMessage.outcome == "failed", ProcessedMessage.attempts < MAX_ATTEMPTS),
+                select(ProcessedMessage.uid).where(
+                    in_epoch, ProcessedMessage.outcome.in_(RULE_SKIPS),
+                    ProcessedMessage.rules_version < account.rules_version),
             )
         )
     )
