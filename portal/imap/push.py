@@ -24,6 +24,11 @@ schedule syncs the mailbox as always. `imap:push:listener:<name>` is each listen
 States: listening, reconnecting (connection lost: backoff from 1 s doubling to
 IMAP_PUSH_BACKOFF_MAX_SECONDS; also while a restart is pending), unsupported (no IDLE in the
 server's CAPABILITY: cron only; looked at again every IMAP_PUSH_RECHECK_SECONDS), off.
+A sign-in only a person can fix (SignInNeedsAction: an OAuth2 mailbox not connected, its consent
+revoked, a token the server refuses) is not retried on a timer: the watcher stays `reconnecting`
+with the reason and "waiting for a new sign-in", and tries again once the mailbox's sign-in
+settings or tokens change (SIGN_IN_COLUMNS, compared by the listener's refresh: one query for all
+such mailboxes), e.g. when it is reconnected.
 
 While a restart is pending (maintenance.py) the watchers hang up and nothing is enqueued; the
 leases are kept, and the watchers start again when the restart is over.
@@ -66,6 +71,21 @@ _RENEW = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pex
 return 0"""
 _RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0"""
+
+
+#: what a sign-in depends on: a refused sign-in is tried again once one of these changes
+SIGN_IN_COLUMNS = (
+    ImapAccount.host, ImapAccount.port, ImapAccount.security, ImapAccount.username, ImapAccount.password_encrypted,
+    ImapAccount.auth_method, ImapAccount.oauth_flow, ImapAccount.oauth_client_id,
+    ImapAccount.oauth_client_secret_encrypted, ImapAccount.oauth_service_account_encrypted, ImapAccount.oauth_tenant,
+    ImapAccount.oauth_scope, ImapAccount.oauth_token_url, ImapAccount.oauth_access_token_encrypted,
+    ImapAccount.oauth_refresh_token_encrypted, ImapAccount.oauth_status,
+)
+WAITING_FOR_SIGN_IN = "push waits for a new sign-in"
+
+
+def sign_in_fingerprint(account: ImapAccount) -> tuple:
+    return tuple(getattr(account, column.key) for column in SIGN_IN_COLUMNS)
 
 
 def lease_key(account_id: int) -> str:
@@ -164,10 +184,17 @@ class Watcher(threading.Thread):
         self.account_id = account_id
         self.stopping = threading.Event()
         self.state = None
-        self._session = None
+        #: the sign-in a person has to fix (SIGN_IN_COLUMNS as they were), None while not waiting for one
+        self.refused_sign_in: tuple | None = None
+        self._wake = threading.Event()
 
     def stop(self) -> None:
         self.stopping.set()
+        self._wake.set()
+
+    def sign_in_changed(self) -> None:
+        """The listener saw the mailbox's sign-in change: try it again."""
+        self._wake.set()
 
     def run(self) -> None:
         backoff = 1.0
@@ -181,7 +208,11 @@ class Watcher(threading.Thread):
                     log.info("mailbox %s: %s; it stays on its cron schedule", self.account_id, exc)
                     self.stopping.wait(self.listener.settings.recheck_seconds)
                     continue
-                except (ImapError, SignInNeedsAction, OSError) as exc:
+                except SignInNeedsAction as exc:
+                    self._wait_for_new_sign_in(str(exc))
+                    backoff = 1.0
+                    continue
+                except (ImapError, OSError) as exc:
                     detail = str(exc)
                 except Exception as exc:  # noqa: BLE001 - a watcher must never die silently
                     log.exception("mailbox %s: push watcher failed", self.account_id)
@@ -194,6 +225,14 @@ class Watcher(threading.Thread):
                 self.stopping.wait(pause)
                 backoff = min(backoff * 2, self.listener.settings.backoff_max_seconds)
 
+    def _wait_for_new_sign_in(self, reason: str) -> None:
+        """No retries on a timer: a person has to act (reconnect, a secret, a permission)."""
+        self._set(RECONNECTING, f"{reason.rstrip('.')}; {WAITING_FOR_SIGN_IN}")
+        log.warning("mailbox %s: %s; %s", self.account_id, reason, WAITING_FOR_SIGN_IN)
+        self._wake.wait()
+        self._wake.clear()
+        self.refused_sign_in = None
+
     def _sign_in(self):
         app = self.listener.app
         with app.app_context():
@@ -202,7 +241,13 @@ class Watcher(threading.Thread):
                 if account is None or account.deleted_at is not None:
                     self.stopping.set()
                     return None, None
-                return credentials.sign_in(account), account.folder
+                try:
+                    return credentials.sign_in(account), account.folder
+                except SignInNeedsAction:
+                    db.session.rollback()
+                    db.session.refresh(account)  # as sign_in left it (it may have marked the status)
+                    self.refused_sign_in = sign_in_fingerprint(account)
+                    raise
             finally:
                 db.session.remove()
 
@@ -246,7 +291,8 @@ class Listener:
         self.settings = settings or PushSettings()
         self.watchers: dict[int, Watcher] = {}
         self.paused = False
-        self._pending: dict[int, list[float]] = {}  # account id -> [first report, last report]
+        #: account id -> [first report, last report, not before (a run was busy: look again then)]
+        self._pending: dict[int, list[float]] = {}
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
         self._last_refresh = float("-inf")
@@ -263,7 +309,7 @@ class Listener:
     def new_mail(self, account_id: int) -> None:
         now = time.monotonic()
         with self._pending_lock:
-            times = self._pending.setdefault(account_id, [now, now])
+            times = self._pending.setdefault(account_id, [now, now, 0.0])
             times[1] = now
 
     def write_state(self, account_id: int, state: str, detail: str | None) -> None:
@@ -281,21 +327,25 @@ class Listener:
         log.info("push listener %s started (lease %gs)", self.name, self.settings.lease_seconds)
         try:
             while not self._stop.is_set():
-                self.step()
-                self._stop.wait(tick)
+                healthy = self.step()
+                self._stop.wait(min(tick, self.until_due()) if healthy else tick)
         finally:
             self.shutdown()
 
-    def step(self) -> None:
+    def step(self) -> bool:
+        """Refresh the leases when due, enqueue the bursts that are over; False when Redis or
+        the database failed (the main loop then waits a whole tick)."""
         with self.app.app_context():
             try:
                 if time.monotonic() - self._last_refresh >= self.settings.lease_seconds / 3:
                     self.refresh()
                 if not self.paused:
                     self.enqueue_due()
+                return True
             except (RedisError, OSError, SQLAlchemyError) as exc:
                 log.warning("push listener: %s; trying again", type(exc).__name__)
                 db.session.rollback()
+                return False
             finally:
                 db.session.remove()
 
@@ -321,7 +371,19 @@ class Listener:
                 self.watchers[account_id] = None  # held; the watcher starts below unless paused
         self._pause_for_restart()
         self._start_watchers()
+        self._recheck_refused_sign_ins()
         self._beat()
+
+    def _recheck_refused_sign_ins(self) -> None:
+        waiting = {account_id: watcher for account_id, watcher in self.watchers.items()
+                   if watcher is not None and watcher.refused_sign_in is not None}
+        if not waiting:
+            return
+        rows = db.session.execute(select(ImapAccount.id, *SIGN_IN_COLUMNS).where(ImapAccount.id.in_(list(waiting))))
+        for account_id, *now in rows:
+            if tuple(now) != waiting[account_id].refused_sign_in:
+                log.info("mailbox %s: its sign-in changed; push signs in again", account_id)
+                waiting[account_id].sign_in_changed()
 
     def _pause_for_restart(self) -> None:
         pending = maintenance.restart_pending()
@@ -364,17 +426,32 @@ class Listener:
                  "mailboxes": len(self.watchers), "listening": listening, "paused": self.paused}
         self.redis.set(LISTENER_PREFIX + self.name, json.dumps(value), px=int(self.settings.lease_seconds * 2000))
 
-    def enqueue_due(self) -> None:
-        """Enqueue the syncs whose burst is over (quiet long enough, or waited long enough)."""
-        now = time.monotonic()
+    def _due_at(self, first: float, last: float, not_before: float) -> float:
+        return max(not_before, min(last + self.settings.quiet_seconds, first + self.settings.max_wait_seconds))
+
+    def until_due(self) -> float:
+        """Seconds until the next pending burst is due (the main loop sleeps no longer)."""
         with self._pending_lock:
-            due = [i for i, (first, last) in self._pending.items()
-                   if now - last >= self.settings.quiet_seconds or now - first >= self.settings.max_wait_seconds]
+            due = min((self._due_at(*times) for times in self._pending.values()), default=float("inf"))
+        return max(0.01, due - time.monotonic())
+
+    def enqueue_due(self, busy_recheck: float = 0.2) -> None:
+        """Enqueue the syncs whose burst is over (quiet long enough, or waited long enough).
+        At most a sixth of the lease's time per step: a storm of syncs at start (each connection's
+        catch-up) must not hold up the renewal of the leases; the rest is due on the next step."""
+        now = time.monotonic()
+        budget_ends = now + self.settings.lease_seconds / 6
+        with self._pending_lock:
+            due = [i for i, times in self._pending.items() if self._due_at(*times) <= now]
         for account_id in due:
+            if time.monotonic() > budget_ends:
+                break
             outcome = self._enqueue(account_id)
-            if outcome != "busy":
-                with self._pending_lock:
+            with self._pending_lock:
+                if outcome != "busy":
                     self._pending.pop(account_id, None)
+                elif account_id in self._pending:
+                    self._pending[account_id][2] = time.monotonic() + busy_recheck
 
     def _enqueue(self, account_id: int) -> str:
         if account_id not in self.watchers:

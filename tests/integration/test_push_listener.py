@@ -14,8 +14,12 @@ from portal.extensions import db, get_redis
 from portal.imap import credentials
 from portal.imap.client_idle import IdleUnsupported, Idler
 from portal.imap.models import SyncRun
-from portal.imap.push import LISTENING, OFF, UNSUPPORTED, lease_key, listeners, push_states
+from portal.imap.push import (
+    LISTENING, OFF, RECONNECTING, UNSUPPORTED, WAITING_FOR_SIGN_IN, lease_key, listeners, push_states,
+)
 from tests.integration.imap_helpers import create_mailbox, ticket_count, tickets
+from tests.integration.test_oauth_mailboxes import authorization_code_mailbox, connect
+from tests.integration.test_oauth_mailboxes import signed_in  # noqa: F401  (a fixture)
 from tests.support import processes
 from tests.support.loopback_server import LoopbackServer
 from tests.support.mail import make_email
@@ -253,3 +257,26 @@ def test_health_says_when_push_mailboxes_have_no_listener(api, app_ctx, imap_acc
     report = api.get("/api/health").json
     assert report["mailboxes"]["push"] == 1 and report["listeners"] == {"alive": 0, "listeners": []}
     assert "No push listener is running: 1 push mailbox syncs on its schedule only (start listener.py)." in report["problems"]
+
+
+def test_a_sign_in_only_a_person_can_fix_waits_for_the_reconnect(signed_in, oauth_server, oauth_imap_account,
+                                                                  start_process):
+    mailbox, _ = authorization_code_mailbox(signed_in, oauth_server, oauth_imap_account, push_enabled=True,
+                                            schedule_cron="0 0 1 1 *")
+    worker = start_process("worker.py")
+    listener = start_process("listener.py", "--name", "listener-a", IMAP_PUSH_BACKOFF_MAX_SECONDS=1)
+    assert processes.wait_for(lambda: WAITING_FOR_SIGN_IN in (_state(mailbox["id"])["detail"] or ""),
+                              timeout=20), _output(worker, listener)
+    waiting = _state(mailbox["id"])
+    assert waiting["state"] == RECONNECTING and waiting["detail"].startswith("Connect the mailbox first")
+    # several heartbeats later (a retry on a timer would come every second): not tried again
+    beat = listeners(get_redis())[0]["at"]
+    assert processes.wait_for(lambda: listeners(get_redis())[0]["at"] >= beat + 3, timeout=20)
+    assert _state(mailbox["id"]) == waiting
+    assert _runs(mailbox["id"]) == []
+
+    assert "Connected to the provider" in connect(signed_in, mailbox["id"])  # a person acts
+    assert processes.wait_for(lambda: _state(mailbox["id"])["state"] == LISTENING, timeout=20), _output(worker, listener)
+    assert processes.wait_for(lambda: _runs(mailbox["id"]) and _all_finished(mailbox["id"]), timeout=20)
+    oauth_imap_account.append(make_email(subject="After the reconnect"))
+    assert processes.wait_for(lambda: ticket_count() == 1, timeout=10), _output(worker, listener)
