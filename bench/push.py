@@ -155,6 +155,7 @@ class Appended:
     subject: str
     mailbox_id: int
     at: float  # monotonic, when the server answered the APPEND with OK
+    wall: float = 0.0  # the same moment, time.time()
 
 
 def make_mail(subject: str, sender: int) -> bytes:
@@ -280,6 +281,44 @@ def tickets_per_subject(env: PushBenchEnvironment) -> dict[str, int]:
                 Ticket.subject.like(f"{SUBJECT} %")).group_by(Ticket.subject)).all())
         finally:
             db.session.remove()
+
+
+STAGES = ("APPEND -> run queued (IDLE, debounce, enqueue)", "queued -> run started (queue, worker)",
+          "started -> mail committed (the sync)", "committed -> run finished", "finished -> listed by the API")
+
+
+def stages(env: PushBenchEnvironment, appended: list[Appended], seen: dict[str, float]) -> dict[str, list[float]]:
+    """Per mail, where its time went: the run that wrote it (started <= committed <= finished) and
+    the API poll that first listed it. Database times are UTC wall clock, ms."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.imap.models import ProcessedMessage, SyncRun
+
+    found: dict[str, list[float]] = {name: [] for name in STAGES}
+    by_subject = {a.subject: a for a in appended}
+    epoch = datetime(1970, 1, 1)
+    with env.app.app_context():
+        try:
+            rows = db.session.execute(select(ProcessedMessage.subject, ProcessedMessage.account_id,
+                                             ProcessedMessage.created_at).where(
+                ProcessedMessage.subject.in_(list(by_subject)))).all()
+            for subject, account_id, committed in rows:
+                run = db.session.scalars(select(SyncRun).where(
+                    SyncRun.account_id == account_id, SyncRun.started_at <= committed,
+                    SyncRun.finished_at >= committed).order_by(SyncRun.id).limit(1)).first()
+                mail = by_subject[subject]
+                if run is None or subject not in seen:
+                    continue
+                wall = [(t - epoch).total_seconds() for t in (run.created_at, run.started_at, committed,
+                                                              run.finished_at)]
+                seen_wall = mail.wall + (seen[subject] - mail.at)
+                points = [mail.wall, *wall, seen_wall]
+                for name, start, end in zip(STAGES, points, points[1:]):
+                    found[name].append(end - start)
+        finally:
+            db.session.remove()
+    return found
 
 
 def states(env: PushBenchEnvironment, ids: list[int]) -> dict[str, int]:
@@ -449,6 +488,10 @@ def run(args, env: PushBenchEnvironment, rng: random.Random) -> int:
     print(f"all listening after           {all_listening:.1f} s; catch-up syncs done after {catch_up:.1f} s")
     print(f"trickle ({args.messages} mails, one per {args.interval} s): {describe(trickle_lat)}")
     print(f"burst ({args.burst} mails, one mailbox):  {describe(burst_lat)}; syncs for the burst: {burst_syncs}")
+    for name, values in stages(env, trickle, watcher.seen).items():
+        if values:
+            print(f"  trickle: {name:<50} median {statistics.median(values):.3f} s, "
+                  f"max {max(values):.3f} s")
     print(f"listener RSS                  peak (VmHWM) {hwm / MB:.1f} MB, before the mail {rss_before / MB:.1f} MB, "
           f"at the end {sampler.last('rss') / MB:.1f} MB; threads {sampler.peak('threads')}")
     print(f"listener warnings in its log  {warnings}")
@@ -481,7 +524,7 @@ def trickle_mail(args, env, mailboxes: Mailboxes, rng: random.Random, watcher: T
             account_id = rng.choice(mailboxes.ids)
             subject = f"{SUBJECT} {run_token} trickle {n}"
             at = append(mailboxes.users[account_id], make_mail(subject, n % 50))
-            appended.append(Appended(subject, account_id, at))
+            appended.append(Appended(subject, account_id, at, time.time() - (time.monotonic() - at)))
             time.sleep(max(0.0, args.interval - (time.monotonic() - at)))
 
     sender = threading.Thread(target=send, name="trickle", daemon=True)
