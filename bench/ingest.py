@@ -269,18 +269,15 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
-class RssMonitor:
-    """Samples VmHWM (a process's peak RSS so far) of every descendant of ``root`` from /proc:
-    the worker and the work horse it forks. A sample can miss growth in a process's last
-    ``interval`` before it exits; the launcher's rusage cannot."""
+class Periodic:
+    """A daemon thread that calls ``sample()`` every ``interval`` seconds while the context is open."""
 
-    def __init__(self, root: int, interval: float = 0.02) -> None:
-        self.root, self.interval = root, interval
-        self.peaks: dict[int, int] = {}  # pid -> VmHWM in bytes, in order of appearance
+    def __init__(self, interval: float, name: str) -> None:
+        self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-monitor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> "RssMonitor":
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -290,11 +287,28 @@ class RssMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for pid in _descendants(self.root):
-                hwm = _vm_hwm(pid)
-                if hwm:
-                    self.peaks[pid] = max(hwm, self.peaks.get(pid, 0))
+            self.sample()
             self._stop.wait(self.interval)
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+
+class RssMonitor(Periodic):
+    """Samples VmHWM (a process's peak RSS so far) of every descendant of ``root`` from /proc:
+    the worker and the work horse it forks. A sample can miss growth in a process's last
+    ``interval`` before it exits; the launcher's rusage cannot."""
+
+    def __init__(self, root: int, interval: float = 0.02) -> None:
+        super().__init__(interval, "rss-monitor")
+        self.root = root
+        self.peaks: dict[int, int] = {}  # pid -> VmHWM in bytes, in order of appearance
+
+    def sample(self) -> None:
+        for pid in _descendants(self.root):
+            hwm = _vm_hwm(pid)
+            if hwm:
+                self.peaks[pid] = max(hwm, self.peaks.get(pid, 0))
 
 
 def _descendants(root: int) -> list[int]:
