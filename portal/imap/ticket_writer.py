@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import storage
 from ..extensions import db
 from ..models import Attachment, AttachmentBlob, Ticket, TicketMessage, utcnow
-from . import ledger
+from . import ledger, planner_statistics
 from .decide import Decision, NewTicket, dedupe_key, failure
 from .models import RULE_SKIPS, ProcessedMessage
 from .parsing import InboundEmail
@@ -47,14 +47,16 @@ def commit_batch(account, decisions: list[Decision], uids: list[int], after_roll
         written = write(account, decisions, ledger.recorded_rows(account, uids))
         _advance(account, uids)
         db.session.commit()
-        return written
     except WRITE_ERRORS:
         db.session.rollback()
         log.warning("Mailbox %s: batch write failed; writing it message by message", account.id, exc_info=True)
-    after_rollback()
-    written = _write_one_by_one(account, decisions, uids)
-    _advance(account, uids)
-    db.session.commit()
+        written = None
+    if written is None:
+        after_rollback()
+        written = _write_one_by_one(account, decisions, uids)
+        _advance(account, uids)
+        db.session.commit()
+    planner_statistics.ensure()  # the next batch's lookups are planned with them
     return written
 
 
