@@ -506,6 +506,10 @@ mail_location = maildir:{self.mail_root}/%u
 mail_fsync = never
 mail_max_userip_connections = 1000
 imap_max_line_length = 4M
+# IDLE wakes through inotify; past fs.inotify.max_user_instances (128 by default, shared by every
+# Dovecot and IDLE session of this user on the machine) Dovecot falls back to polling the
+# mailbox every mailbox_idle_check_interval (30 s by default): keep that fallback short.
+mailbox_idle_check_interval = 1 secs
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
