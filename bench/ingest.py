@@ -456,11 +456,26 @@ def print_job(job: JobResult, mails: list[corpus.Mail]) -> list[str]:
     return problems
 
 
+def postgresql_settings(env: BenchEnvironment) -> str:
+    """The server's version and the session settings a write-heavy job depends on, as the
+    worker's sessions see them (portal/extensions.py sets the TOAST compression)."""
+    from sqlalchemy import text
+
+    from portal.extensions import db
+
+    with env.app.app_context():
+        version, commit, toast = db.session.execute(text(
+            "SELECT current_setting('server_version'), current_setting('synchronous_commit'),"
+            " current_setting('default_toast_compression', true)")).one()
+        db.session.remove()
+    return f"PostgreSQL {version} (synchronous_commit {commit}, TOAST {toast or 'pglz'})"
+
+
 def print_summary(args, env: BenchEnvironment, ceiling: Ceiling, job: JobResult,
                   empty: empty_sync.EmptySyncResult | None) -> None:
     rate = args.count / job.job_seconds if job.job_seconds else 0.0
     ratio = 100 * rate / ceiling.rate
-    db_kind = "SQLite" if env.is_sqlite else "PostgreSQL"
+    db_kind = "SQLite" if env.is_sqlite else postgresql_settings(env)
     rows = [
         ("project: worker job (N / SyncRun duration)", f"{rate:,.0f} msgs/s",
          f">= {TARGET_RATE_SQLITE} msgs/s on SQLite",
