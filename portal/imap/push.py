@@ -9,7 +9,8 @@ IMAP_PUSH_MAX_WAIT_SECONDS after the first report) and enqueues the mailbox's no
 (tasks.enqueue_sync, trigger `scheduled`): a burst of mail is one sync. It enqueues nothing while
 the mailbox already has a run queued or deferred (that run will see the mail), and waits while
 one is running (it may have searched before the mail came). Each (re)connection also enqueues
-a catch-up sync for what arrived while nobody listened.
+a catch-up sync for what arrived while nobody listened, unless SELECT shows the same UIDVALIDITY
+and no UID above the highest one recorded (needs_catch_up).
 
 Leases: any number of listeners share the push mailboxes through Redis keys `imap:push:<id>`
 holding the listener's name with a TTL of IMAP_PUSH_LEASE_SECONDS, renewed every third of it;
@@ -55,6 +56,7 @@ from ..extensions import db, get_redis
 from ..log_format import log_context
 from . import credentials, maintenance, tasks
 from .client_errors import ImapError
+from .client_wire import FolderState
 from .client_idle import IdleUnsupported, Idler, supports_idle
 from .models import ImapAccount, SyncRun
 from .oauth_access import SignInNeedsAction
@@ -86,6 +88,16 @@ WAITING_FOR_SIGN_IN = "push waits for a new sign-in"
 
 def sign_in_fingerprint(account: ImapAccount) -> tuple:
     return tuple(getattr(account, column.key) for column in SIGN_IN_COLUMNS)
+
+
+def needs_catch_up(folder: FolderState, uid_validity: int | None, last_seen_uid: int | None) -> bool:
+    """Whether mail may have come while nobody listened: anything but the same UID epoch with no
+    UID handed out above the highest one a sync recorded (a listener restart, or a dropped
+    connection, then costs no sync per mailbox). Mail a sync will take again anyway (failed,
+    or skipped under older rules) waits for the next sync."""
+    if uid_validity is None or folder.uidvalidity != uid_validity or folder.uidnext is None:
+        return True
+    return folder.uidnext > (last_seen_uid or 0) + 1
 
 
 def lease_key(account_id: int) -> str:
@@ -240,9 +252,9 @@ class Watcher(threading.Thread):
                 account = db.session.get(ImapAccount, self.account_id)
                 if account is None or account.deleted_at is not None:
                     self.stopping.set()
-                    return None, None
+                    return None, None, None
                 try:
-                    return credentials.sign_in(account), account.folder
+                    return credentials.sign_in(account), account.folder, (account.uid_validity, account.last_seen_uid)
                 except SignInNeedsAction:
                     db.session.rollback()
                     db.session.refresh(account)  # as sign_in left it (it may have marked the status)
@@ -252,7 +264,7 @@ class Watcher(threading.Thread):
                 db.session.remove()
 
     def _watch(self) -> None:
-        session, folder = self._sign_in()
+        session, folder, synced = self._sign_in()
         if session is None:
             return
         with session:
@@ -261,7 +273,8 @@ class Watcher(threading.Thread):
             state = session.select(folder, readonly=True)
             idler = Idler(session, state.exists)
             self._set(LISTENING, None)
-            self.listener.new_mail(self.account_id)  # catch up on what came while nobody listened
+            if needs_catch_up(state, *synced):  # mail came while nobody listened
+                self.listener.new_mail(self.account_id)
             while not self.stopping.is_set():
                 idler.start()
                 until = time.monotonic() + self.listener.settings.idle_seconds

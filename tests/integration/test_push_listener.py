@@ -280,3 +280,24 @@ def test_a_sign_in_only_a_person_can_fix_waits_for_the_reconnect(signed_in, oaut
     assert processes.wait_for(lambda: _runs(mailbox["id"]) and _all_finished(mailbox["id"]), timeout=20)
     oauth_imap_account.append(make_email(subject="After the reconnect"))
     assert processes.wait_for(lambda: ticket_count() == 1, timeout=10), _output(worker, listener)
+
+
+def test_a_connection_catches_up_only_on_mail_that_came_while_nobody_listened(app_ctx, imap_account, start_process):
+    mailbox = create_mailbox(imap_account, push_enabled=True, schedule_cron="0 0 1 1 *")
+    worker, listener = _listening(mailbox.id, start_process)  # never synced: the first connection syncs
+    processes.stop(listener)
+    imap_account.append(make_email(subject="While nobody listened"))
+    listener = start_process("listener.py", "--name", "listener-b")
+    assert processes.wait_for(lambda: ticket_count() == 1, timeout=20), _output(worker, listener)
+    assert processes.wait_for(lambda: _all_finished(mailbox.id), timeout=20)
+    runs = len(_runs(mailbox.id))
+    processes.stop(listener)
+
+    listener = start_process("listener.py", "--name", "listener-c")  # nothing new since: no sync
+    assert processes.wait_for(lambda: _state(mailbox.id)["listener"] == "listener-c"
+                              and _state(mailbox.id)["state"] == LISTENING, timeout=20), _output(worker, listener)
+    beat = listeners(get_redis())[0]["at"]
+    assert processes.wait_for(lambda: listeners(get_redis())[0]["at"] >= beat + 2, timeout=20)
+    assert len(_runs(mailbox.id)) == runs
+    imap_account.append(make_email(subject="Pushed after the restart"))
+    assert processes.wait_for(lambda: ticket_count() == 2, timeout=10), _output(worker, listener)
