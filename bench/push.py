@@ -17,6 +17,8 @@ One run:
    syncs the burst caused (debounce: one, two when the first started before the burst ended).
 5. Every appended mail is exactly one ticket; listener RSS (VmRSS, VmHWM) and threads, sampled
    from /proc during the whole run.
+6. RESTART: the listener is stopped and another started: how soon all listen again, and how many
+   syncs the new connections queued (none: nothing came meanwhile).
 """
 from __future__ import annotations
 
@@ -464,6 +466,7 @@ def run(args, env: PushBenchEnvironment, rng: random.Random) -> int:
         burst, burst_syncs = burst_mail(args, env, mailboxes, rng, watcher)
         time.sleep(1.0)
     dead = [p.args[1] for p in [listener, *workers] if p.poll() is not None]
+    restart = restart_listener(env, mailboxes, listener)
     if dead:
         checks.append(f"exited early: {', '.join(dead)}")
 
@@ -492,6 +495,8 @@ def run(args, env: PushBenchEnvironment, rng: random.Random) -> int:
         if values:
             print(f"  trickle: {name:<50} median {statistics.median(values):.3f} s, "
                   f"max {max(values):.3f} s")
+    print(f"listener restart              all listening again after {restart[0]:.1f} s; "
+          f"syncs the new connections queued: {restart[1]}")
     print(f"listener RSS                  peak (VmHWM) {hwm / MB:.1f} MB, before the mail {rss_before / MB:.1f} MB, "
           f"at the end {sampler.last('rss') / MB:.1f} MB; threads {sampler.peak('threads')}")
     print(f"listener warnings in its log  {warnings}")
@@ -512,6 +517,19 @@ def run(args, env: PushBenchEnvironment, rng: random.Random) -> int:
     if checks:
         print(log_tail(env, "listener.log"))
     return 1 if checks else 0
+
+
+def restart_listener(env, mailboxes: Mailboxes, listener: subprocess.Popen) -> tuple[float, int]:
+    """SIGTERM the listener, start another: (seconds until all listen again, syncs it queued).
+    Nothing came meanwhile, so no connection needs a catch-up sync."""
+    stop_tree(listener)
+    before = sum(all_runs(env).values())
+    started = time.monotonic()
+    start(env, ["listener.py", "--name", "bench-listener-2"], "listener2.log", {})
+    wait_until(lambda: states(env, mailboxes.ids).get("listening", 0) == len(mailboxes.ids), timeout=120)
+    listening = time.monotonic() - started
+    time.sleep(3.0)  # past IMAP_PUSH_QUIET_SECONDS: a catch-up sync would be queued by now
+    return listening, sum(all_runs(env).values()) - before
 
 
 def trickle_mail(args, env, mailboxes: Mailboxes, rng: random.Random, watcher: TicketWatcher) -> list[Appended]:
