@@ -39,10 +39,12 @@ from email.utils import format_datetime, make_msgid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sqlalchemy import func, select
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import DEFAULT_REDIS_URL, BenchEnvironment, kill_tree  # noqa: E402
+from ingest import DEFAULT_REDIS_URL, BenchEnvironment, Periodic, kill_tree  # noqa: E402
 from tests.support.dovecot import DovecotServer  # noqa: E402
 from tests.support.dovecot import ImapAccount as MailUser  # noqa: E402
 
@@ -75,29 +77,18 @@ class PushBenchEnvironment(BenchEnvironment):
 
 
 # ---------------------------------------------------------------------- measuring
-class ListenerSampler:
+class ListenerSampler(Periodic):
     """VmRSS, VmHWM and Threads of one process from /proc, every ``interval`` seconds."""
 
     def __init__(self, pid: int, interval: float = 0.5) -> None:
-        self.pid, self.interval = pid, interval
+        super().__init__(interval, "listener-sampler")
+        self.pid = pid
         self.samples: list[dict] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="listener-sampler", daemon=True)
 
-    def __enter__(self) -> "ListenerSampler":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            sample = proc_status(self.pid)
-            if sample:
-                self.samples.append(sample)
-            self._stop.wait(self.interval)
+    def sample(self) -> None:
+        found = proc_status(self.pid)
+        if found:
+            self.samples.append(found)
 
     def peak(self, key: str) -> int:
         return max((s[key] for s in self.samples), default=0)
@@ -203,86 +194,67 @@ def make_mailboxes(env: PushBenchEnvironment, count: int) -> Mailboxes:
 
 def api_token(env: PushBenchEnvironment) -> str:
     from portal.auth import issue_api_token
-    from portal.extensions import db
     from portal.models import User
 
-    with env.app.app_context():
+    with database(env) as session:
         user = User(email="bench@example.com", name="bench", is_super_admin=True, is_active=True)
         user.set_password(secrets.token_urlsafe(16))
-        db.session.add(user)
-        db.session.commit()
-        token = issue_api_token(user, "push bench")
-        db.session.remove()
-    return token
+        session.add(user)
+        session.commit()
+        return issue_api_token(user, "push bench")
 
 
-def open_runs(env: PushBenchEnvironment) -> int:
-    from sqlalchemy import func, select
-
+@contextlib.contextmanager
+def database(env: PushBenchEnvironment):
+    """The app's database session, in an app context; handed back at the end."""
     from portal.extensions import db
-    from portal.imap.models import SyncRun
 
     with env.app.app_context():
         try:
-            return db.session.scalar(select(func.count()).select_from(SyncRun).where(
-                SyncRun.status.in_(("queued", "running", "deferred"))))
+            yield db.session
         finally:
             db.session.remove()
+
+
+OPEN = ("queued", "running", "deferred")
+
+
+def open_runs(env: PushBenchEnvironment) -> int:
+    from portal.imap.models import SyncRun
+
+    with database(env) as session:
+        return session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.status.in_(OPEN)))
 
 
 def synced_mailboxes(env: PushBenchEnvironment) -> int:
     """Mailboxes with a finished run (each connection's catch-up sync)."""
-    from sqlalchemy import func, select
-
-    from portal.extensions import db
     from portal.imap.models import SyncRun
 
-    with env.app.app_context():
-        try:
-            return db.session.scalar(select(func.count(func.distinct(SyncRun.account_id))).where(
-                SyncRun.status.not_in(("queued", "running", "deferred"))))
-        finally:
-            db.session.remove()
+    with database(env) as session:
+        return session.scalar(select(func.count(func.distinct(SyncRun.account_id))).where(
+            SyncRun.status.not_in(OPEN)))
 
 
 def runs_of(env: PushBenchEnvironment, account_id: int) -> int:
-    from sqlalchemy import func, select
-
-    from portal.extensions import db
     from portal.imap.models import SyncRun
 
-    with env.app.app_context():
-        try:
-            return db.session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.account_id == account_id))
-        finally:
-            db.session.remove()
+    with database(env) as session:
+        return session.scalar(select(func.count()).select_from(SyncRun).where(SyncRun.account_id == account_id))
 
 
 def all_runs(env: PushBenchEnvironment) -> dict[str, int]:
-    from sqlalchemy import func, select
-
-    from portal.extensions import db
     from portal.imap.models import SyncRun
 
-    with env.app.app_context():
-        try:
-            return dict(db.session.execute(select(SyncRun.status, func.count()).group_by(SyncRun.status)).all())
-        finally:
-            db.session.remove()
+    with database(env) as session:
+        return dict(session.execute(select(SyncRun.status, func.count()).group_by(SyncRun.status)).all())
 
 
 def tickets_per_subject(env: PushBenchEnvironment) -> dict[str, int]:
-    from sqlalchemy import func, select
-
-    from portal.extensions import db
     from portal.models import Ticket
 
-    with env.app.app_context():
-        try:
-            return dict(db.session.execute(select(Ticket.subject, func.count()).where(
-                Ticket.subject.like(f"{SUBJECT} %")).group_by(Ticket.subject)).all())
-        finally:
-            db.session.remove()
+    with database(env) as session:
+        return dict(session.execute(select(Ticket.subject, func.count()).where(
+            Ticket.subject.like(f"{SUBJECT} %")).group_by(Ticket.subject)).all())
 
 
 STAGES = ("APPEND -> run queued (IDLE, debounce, enqueue)", "queued -> run started (queue, worker)",
@@ -292,34 +264,27 @@ STAGES = ("APPEND -> run queued (IDLE, debounce, enqueue)", "queued -> run start
 def stages(env: PushBenchEnvironment, appended: list[Appended], seen: dict[str, float]) -> dict[str, list[float]]:
     """Per mail, where its time went: the run that wrote it (started <= committed <= finished) and
     the API poll that first listed it. Database times are UTC wall clock, ms."""
-    from sqlalchemy import select
-
-    from portal.extensions import db
     from portal.imap.models import ProcessedMessage, SyncRun
 
     found: dict[str, list[float]] = {name: [] for name in STAGES}
     by_subject = {a.subject: a for a in appended}
     epoch = datetime(1970, 1, 1)
-    with env.app.app_context():
-        try:
-            rows = db.session.execute(select(ProcessedMessage.subject, ProcessedMessage.account_id,
-                                             ProcessedMessage.created_at).where(
-                ProcessedMessage.subject.in_(list(by_subject)))).all()
-            for subject, account_id, committed in rows:
-                run = db.session.scalars(select(SyncRun).where(
-                    SyncRun.account_id == account_id, SyncRun.started_at <= committed,
-                    SyncRun.finished_at >= committed).order_by(SyncRun.id).limit(1)).first()
-                mail = by_subject[subject]
-                if run is None or subject not in seen:
-                    continue
-                wall = [(t - epoch).total_seconds() for t in (run.created_at, run.started_at, committed,
-                                                              run.finished_at)]
-                seen_wall = mail.wall + (seen[subject] - mail.at)
-                points = [mail.wall, *wall, seen_wall]
-                for name, start, end in zip(STAGES, points, points[1:]):
-                    found[name].append(end - start)
-        finally:
-            db.session.remove()
+    with database(env) as session:
+        rows = session.execute(select(ProcessedMessage.subject, ProcessedMessage.account_id,
+                                      ProcessedMessage.created_at).where(
+            ProcessedMessage.subject.in_(list(by_subject)))).all()
+        for subject, account_id, committed in rows:
+            run = session.scalars(select(SyncRun).where(
+                SyncRun.account_id == account_id, SyncRun.started_at <= committed,
+                SyncRun.finished_at >= committed).order_by(SyncRun.id).limit(1)).first()
+            mail = by_subject[subject]
+            if run is None or subject not in seen:
+                continue
+            wall = [(t - epoch).total_seconds() for t in (run.created_at, run.started_at, committed, run.finished_at)]
+            seen_wall = mail.wall + (seen[subject] - mail.at)
+            points = [mail.wall, *wall, seen_wall]
+            for name, start, end in zip(STAGES, points, points[1:]):
+                found[name].append(end - start)
     return found
 
 
