@@ -44,7 +44,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import DEFAULT_REDIS_URL, LAUNCHER, MB, BenchEnvironment, Periodic, _descendants, kill_tree  # noqa: E402
+from ingest import (  # noqa: E402
+    LAUNCHER, MB, BenchEnvironment, Periodic, _descendants, _interrupt, add_environment_arguments, kill_tree,
+    run_cli,
+)
 from tests.support.dovecot import make_message  # noqa: E402
 
 CRON = "* * * * *"
@@ -404,15 +407,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-seconds", type=int, default=150,
                         help="after the last minute, wait at most this long for every mail to be a ticket (default 150)")
     parser.add_argument("--seed", type=int, default=1, help="random seed for the mailboxes that get mail (default 1)")
-    parser.add_argument("--database-url", help="a throw-away, empty database (default: a temp SQLite file)")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-                        help=f"Redis DB to use and FLUSH at start and end (default $BENCH_REDIS_URL or {DEFAULT_REDIS_URL}; "
-                             "a private redis-server is started when none answers)")
+    add_environment_arguments(parser)
     return parser.parse_args(argv)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def run(args, env: BenchEnvironment) -> int:
@@ -539,8 +535,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\nInterrupted; everything started by the benchmark was stopped and removed.", file=sys.stderr)
-        sys.exit(130)
+    run_cli(main)

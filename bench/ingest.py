@@ -502,6 +502,14 @@ def print_summary(args, env: BenchEnvironment, ceiling: Ceiling, job: JobResult,
 
 
 # ---------------------------------------------------------------------- main
+def add_environment_arguments(parser: argparse.ArgumentParser) -> None:
+    """--database-url and --redis-url, what BenchEnvironment takes."""
+    parser.add_argument("--database-url", help="a throw-away, empty database (default: a temp SQLite file)")
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
+                        help=f"Redis DB to use and FLUSH at start and end (default $BENCH_REDIS_URL or {DEFAULT_REDIS_URL}; "
+                             "a private redis-server is started when none answers)")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -513,10 +521,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--empty-count", type=int, default=10_000,
                         help="messages in the no-new-mail mailbox (default 10000; 0 skips that part)")
     parser.add_argument("--empty-runs", type=int, default=5, help="timed no-new-mail syncs per mode (default 5)")
-    parser.add_argument("--database-url", help="a throw-away, empty database (default: a temp SQLite file)")
-    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL),
-                        help=f"Redis DB to use and FLUSH at start and end (default $BENCH_REDIS_URL or {DEFAULT_REDIS_URL}; "
-                             "a private redis-server is started when none answers)")
+    add_environment_arguments(parser)
     parser.add_argument("--py-spy", metavar="FILE",
                         help="profile the worker with `py-spy record` into FILE (.svg, .json or raw folded "
                              "stacks); slows the job down, so its numbers are not comparable")
@@ -568,9 +573,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_cli(main) -> None:
+    """Exit with ``main()``'s code; 130 on Ctrl-C or SIGTERM, after the clean-up has run."""
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("\nInterrupted; everything started by the benchmark was stopped and removed.", file=sys.stderr)
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    run_cli(main)
