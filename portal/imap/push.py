@@ -27,7 +27,7 @@ IMAP_PUSH_BACKOFF_MAX_SECONDS; also while a restart is pending), unsupported (no
 server's CAPABILITY: cron only; looked at again every IMAP_PUSH_RECHECK_SECONDS), off.
 A sign-in only a person can fix (SignInNeedsAction: an OAuth2 mailbox not connected, its consent
 revoked, a token the server refuses) is not retried on a timer: the watcher stays `reconnecting`
-with the reason and "waiting for a new sign-in", and tries again once the mailbox's sign-in
+with the reason and "push waits for a new sign-in", and tries again once the mailbox's sign-in
 settings or tokens change (SIGN_IN_COLUMNS, compared by the listener's refresh: one query for all
 such mailboxes), e.g. when it is reconnected.
 
@@ -56,8 +56,8 @@ from ..extensions import db, get_redis
 from ..log_format import log_context
 from . import credentials, maintenance, tasks
 from .client_errors import ImapError
-from .client_wire import FolderState
 from .client_idle import IdleUnsupported, Idler, supports_idle
+from .client_wire import FolderState
 from .models import ImapAccount, SyncRun
 from .oauth_access import SignInNeedsAction
 
@@ -221,9 +221,11 @@ class Watcher(threading.Thread):
                     self.stopping.wait(self.listener.settings.recheck_seconds)
                     continue
                 except SignInNeedsAction as exc:
-                    self._wait_for_new_sign_in(str(exc))
-                    backoff = 1.0
-                    continue
+                    if self.refused_sign_in is not None:  # the sign-in that was refused is known
+                        self._wait_for_new_sign_in(str(exc))
+                        backoff = 1.0
+                        continue
+                    detail = str(exc)
                 except (ImapError, OSError) as exc:
                     detail = str(exc)
                 except Exception as exc:  # noqa: BLE001 - a watcher must never die silently
