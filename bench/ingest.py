@@ -16,7 +16,7 @@ One run:
 3. PROJECT, the real job path: a fresh database migrated by flask_migrate.upgrade(), a
    mailbox made by create_account(), one job queued by enqueue_sync() and run by
    `worker.py --burst` in a subprocess. msgs/s = N / (SyncRun.finished_at - started_at).
-   Peak RSS of the worker and its forked work horse (the kernel's ru_maxrss from wait4,
+   Peak RSS of the worker (it runs the job in its own process; the kernel's ru_maxrss from wait4,
    cross-checked by sampling VmHWM in /proc). Outcome counts, and tickets == imported.
 4. NO-NEW-MAIL SYNC (bench/empty_sync.py): --empty-count small mails, all imported by a
    first sync, then sync_account() inline; median of --empty-runs runs per mode.
@@ -64,10 +64,11 @@ class BenchEnvironment:
     """Temp dir, private Dovecot, a flushed Redis DB, a migrated database and the Flask app.
     Use as a context manager: leaving it stops and removes everything it started."""
 
-    def __init__(self, redis_url: str, database_url: str | None) -> None:
+    def __init__(self, redis_url: str, database_url: str | None, dovecot_config: str = "") -> None:
         self.stack = contextlib.ExitStack()
         self.requested_redis_url = redis_url
         self.requested_database_url = database_url
+        self.dovecot_config = dovecot_config  # added to the private Dovecot's configuration
 
     def __enter__(self) -> "BenchEnvironment":
         try:
@@ -99,7 +100,7 @@ class BenchEnvironment:
     def _start_dovecot(self) -> DovecotServer:
         if not find_dovecot():
             raise SystemExit(f"Dovecot is not installed; run: {INSTALL_HINT} (or `make test-deps`)")
-        server = DovecotServer(tls=False)
+        server = DovecotServer(tls=False, extra_config=self.dovecot_config)
         self.stack.callback(server.cleanup)
         return server.start()
 
@@ -189,7 +190,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL ``proc`` and all its descendants. Process groups are not enough: RQ puts
-    each work horse into a group of its own. Everything is stopped first, so nothing
+    a child into a group of its own. Everything is stopped first, so nothing
     forks anew while the tree is being killed."""
     for sig in (signal.SIGSTOP, signal.SIGKILL):
         for pid in [proc.pid, *_descendants(proc.pid)]:
@@ -255,7 +256,7 @@ def _ceiling_pass(user: MailUser, uids: list[int]) -> tuple[float, float]:
 
 # ------------------------------------------------------------- the real job
 # The worker runs under this small launcher, which reports the kernel's rusage of the worker
-# (ru_maxrss: the max RSS of the worker and of every child it reaped, i.e. its work horses).
+# (ru_maxrss: the max RSS of the worker and of every child it reaped).
 # Spawned straight from the benchmark, the worker's ru_maxrss would also count the RSS of
 # the process it was forked from (this one, holding the corpus): Linux keeps the pre-exec
 # high-water mark. The launcher is small, so its share is far below the worker's own.
@@ -296,7 +297,7 @@ class Periodic:
 
 class RssMonitor(Periodic):
     """Samples VmHWM (a process's peak RSS so far) of every descendant of ``root`` from /proc:
-    the worker and the work horse it forks. A sample can miss growth in a process's last
+    the worker and any child. A sample can miss growth in a process's last
     ``interval`` before it exits; the launcher's rusage cannot."""
 
     def __init__(self, root: int, interval: float = 0.02) -> None:
@@ -345,7 +346,7 @@ class JobResult:
     attachments: int
     wall_seconds: float = 0.0  # worker start to exit
     worker_exit: int = 0
-    cpu_seconds: float = 0.0  # user + system CPU of the worker and its work horse (start-up included)
+    cpu_seconds: float = 0.0  # user + system CPU of the worker and any child (start-up included)
     peak_rss: int = 0  # bytes: the larger of the launcher's ru_maxrss and the sampled VmHWMs
     sampled_rss: list[int] = field(default_factory=list)  # VmHWM per process: worker first, then children
     log_path: Path | None = None
@@ -386,7 +387,7 @@ def run_sync_job(env: BenchEnvironment, account_id: int, py_spy_output: str | No
 
 
 def py_spy_command(output: str) -> list[str]:
-    """`py-spy record` of the worker and its work horse; format from the file name
+    """`py-spy record` of the worker (and any child); format from the file name
     (.svg flame graph, .json speedscope, anything else raw folded stacks)."""
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not os.access(binary, os.X_OK):
@@ -433,13 +434,13 @@ def print_job(job: JobResult, mails: list[corpus.Mail]) -> list[str]:
     counts = job.counts
     skipped = sum(v for k, v in counts.items() if k.startswith("skipped"))
     print(f"  SyncRun: status {job.status}, job {job.job_seconds:.2f} s; worker process {job.wall_seconds:.2f} s "
-          f"from start to exit, {job.cpu_seconds:.2f} s CPU (user+sys, worker + work horse); exit code {job.worker_exit}")
+          f"from start to exit, {job.cpu_seconds:.2f} s CPU (user+sys, the worker and any child); exit code {job.worker_exit}")
     print(f"  imported {counts.get('imported', 0)}, threaded {counts.get('threaded', 0)}, skipped {skipped} "
           f"(outcomes: {_outcomes(counts)}; the corpus expects {_outcomes(expected)})")
     delivered_files = sum(m.attachments for m in mails if m.expected in ("imported", "threaded"))
     print(f"  tickets in the database: {job.tickets} (imported: {counts.get('imported', 0)}); "
           f"attachments stored: {job.attachments} (the delivered mails carry {delivered_files})")
-    print(f"  worker peak RSS {job.peak_rss / MB:.0f} MB (max over the worker and its work horse); "
+    print(f"  worker peak RSS {job.peak_rss / MB:.0f} MB (max over the worker and any child); "
           f"sampled VmHWM per process, worker first: {', '.join(f'{v / MB:.0f} MB' for v in job.sampled_rss)}")
     problems = []
     if job.status != "succeeded":
