@@ -22,6 +22,7 @@ from ..extensions import db, get_redis
 from ..models import utcnow
 from .models import ImapAccount, SyncRun
 from .run_errors import describe_error
+from .throughput import commit_bookkeeping
 from .scheduling import JOB_PREFIX
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def start_attempt(account_id: int, trigger: str, run_id: int | None) -> SyncRun:
     run.worker_name = worker_name()
     if job is not None:
         run.job_id = job.id
-    db.session.commit()
+    commit_bookkeeping()
     if job is not None and job.meta.get("sync_run_id") != run.id and not job.id.startswith(JOB_PREFIX):
         job.meta["sync_run_id"] = run.id
         job.save_meta()
@@ -119,7 +120,7 @@ def record_counts(run_id: int, counts) -> None:
     """After a batch's COMMIT: the run shows what is committed so far (kept if the run fails)."""
     try:
         db.session.get(SyncRun, run_id).counts = dict(counts)
-        db.session.commit()
+        commit_bookkeeping()
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.warning("Sync run %s: counts not saved after a batch (%s)", run_id, exc.__class__.__name__)
@@ -130,7 +131,7 @@ def record_candidates(run_id: int, candidates: int) -> None:
     of its progress). Losing this write loses only the progress total, never mail."""
     try:
         db.session.get(SyncRun, run_id).candidates = candidates
-        db.session.commit()
+        commit_bookkeeping()
     except SQLAlchemyError as exc:
         db.session.rollback()
         log.warning("Sync run %s: candidates not saved (%s)", run_id, exc.__class__.__name__)
@@ -160,7 +161,7 @@ def finish(run_id: int, account_id: int | None, status: str, error: str | None, 
                     update(ImapAccount).where(ImapAccount.id == account_id)
                     .values(last_synced_at=now, last_sync_status=status, last_error=error),
                     execution_options={"synchronize_session": False})
-            db.session.commit()
+            commit_bookkeeping()
             run = db.session.get(SyncRun, run_id)
             if run is not None:
                 return sync_run_json(run)

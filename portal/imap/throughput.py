@@ -106,6 +106,17 @@ def durable_commits(durable: bool):
                 db.session.rollback()
 
 
+def commit_bookkeeping() -> None:
+    """COMMIT a write that no mail depends on (a sync run's start, progress and end) without
+    waiting for the disk: on PostgreSQL with synchronous_commit off for this transaction (SQLite
+    commits so already, synchronous=NORMAL). Visible at once; a crash of the database server may
+    lose it whole, never in part, and the next durable commit (a batch of mail) flushes it. A
+    lost start or end leaves a run the reaper ends; mail and its audit rows are never written so."""
+    if db.engine.dialect.name == "postgresql":  # LOCAL: this transaction only, whatever comes next
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
+    db.session.commit()
+
+
 def commits_are_durable() -> bool:
     """Make every committed transaction survive a power loss; True when they do.
 
