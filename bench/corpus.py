@@ -102,7 +102,7 @@ AUTO_KINDS = ("out_of_office", "autoreply_header", "bulk", "bounce")
 class Mail:
     raw: bytes
     message_id: str
-    expected: str  # outcome the importer should record: imported, threaded, skipped_auto_reply
+    expected: str  # outcome the importer should record: imported, threaded, skipped_auto_reply, skipped_bounce
     attachments: int = 0  # attachment parts (files) in the message
 
 
@@ -233,17 +233,20 @@ class CorpusBuilder:
         name, address = self._sender()
         domain = address.split("@")[1]
         message_id = self._message_id(domain)
-        if kind == "bounce":
-            return Mail(self._bounce(domain, message_id), message_id, "skipped_auto_reply")
+        if kind == "bounce":  # a delivery status notification: skip_bounces (default on)
+            return Mail(self._bounce(domain, message_id), message_id, "skipped_bounce")
         headers = {
             "out_of_office": ["Auto-Submitted: auto-replied", "X-Auto-Response-Suppress: All"],
             "autoreply_header": ["X-Autoreply: yes"],
             "bulk": ["Precedence: bulk", "List-Unsubscribe: <mailto:unsubscribe@" + domain + ">"],
         }[kind]
-        subject = "Automatic reply: Out of office until Monday" if kind != "bulk" else "Newsletter: our November update"
-        body = "I am out of the office until Monday with limited access to email.\n"
+        if kind == "bulk":  # list and bulk mail is imported: only auto-replies and bounces are skipped
+            subject, body, expected = "Newsletter: our November update", "What changed in November.\n", "imported"
+        else:
+            subject = "Automatic reply: Out of office until Monday"
+            body, expected = "I am out of the office until Monday with limited access to email.\n", "skipped_auto_reply"
         raw = self._head(name, address, subject, message_id, headers) + self._text_part(body, "utf-8")
-        return Mail(raw, message_id, "skipped_auto_reply")
+        return Mail(raw, message_id, expected)
 
     def _bounce(self, domain: str, message_id: str) -> bytes:
         boundary = f"bounce{self.serial}"
