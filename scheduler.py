@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time, to_unix
 from sqlalchemy import func, select
@@ -77,7 +77,10 @@ class HousekeepingScheduler(Scheduler):
         super().enqueue_job(job)
 
     def _still_queued(self, job) -> bool:
-        return self.connection.lpos(self.get_queue_for_job(job).key, job.id) is not None
+        try:
+            return self.connection.lpos(self.get_queue_for_job(job).key, job.id) is not None
+        except ResponseError:  # a Redis before 6.0.6 has no LPOS: queue the tick as rq-scheduler would
+            return False
 
     def enqueue_jobs(self):
         if self.housekeeping is not None:
