@@ -41,7 +41,7 @@ def start_process(app):
 
 
 def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL the worker and its work horse: nothing gets to clean up."""
+    """SIGKILL the worker (it runs the job itself): nothing gets to clean up."""
     family = psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]
     for member in family:
         try:

@@ -90,7 +90,7 @@ def mailbox(app_ctx, imap_account):
 
 # Spawned straight from pytest, the worker's ru_maxrss would include pytest's own RSS (Linux
 # keeps the pre-exec high-water mark of the forked process); a small launcher in between
-# reports the worker's and its work horses' peak alone (as bench/ingest.py does).
+# reports the worker's own peak alone (as bench/ingest.py does).
 LAUNCHER = """
 import json, os, subprocess, sys
 proc = subprocess.Popen(sys.argv[2:])
@@ -103,7 +103,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 def run_worker_burst(app, tmp_path) -> int:
     """One `python worker.py --burst` to the end; returns the peak RSS (bytes) of the worker
-    and its work horses."""
+    (it runs the job in its own process)."""
     report = tmp_path / "rusage.json"
     proc = processes.start(app, "-c", LAUNCHER, str(report), sys.executable, "worker.py", "--burst",
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

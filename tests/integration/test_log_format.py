@@ -38,7 +38,7 @@ def test_worker_json_lines_carry_the_ids_and_no_secret(app, app_ctx, imap_accoun
     assert any(e["message"].startswith(f"sync of mailbox {mailbox.id} ended after") for e in sync_lines)
     for entry in sync_lines:
         assert entry["mailbox_id"] == mailbox.id and entry["job_id"] == run.job_id
-    # rq's own lines about the job, in the work horse, carry the job and the mailbox too.
+    # rq's own lines about the job carry the job and the mailbox too.
     assert any(e.get("job_id") == run.job_id and e["logger"].startswith("rq") and e.get("mailbox_id") == mailbox.id
                for e in entries), output[-3000:]
     for secret in (imap_account.password, app.config["SECRET_KEY"], mailbox.password_encrypted):

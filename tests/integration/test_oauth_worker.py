@@ -106,7 +106,7 @@ def assert_no_secrets(secrets_of_test, workers, job_ids=()):
     assert secrets, "the test issued no secret to look for"
     output = workers.output()
     assert "Job OK" in output or "failed" in output.lower() or "Successfully completed" in output, output[-3000:]
-    assert "OAuth2 tokens stored" in output or "OAuth2 status" in output  # the work horses' log is in it
+    assert "OAuth2 tokens stored" in output or "OAuth2 status" in output  # the job's log lines are in it
     dump = _redis_dump()
     assert b"imap_sync" in dump and (not job_ids or b"sync_mailbox" in dump)  # job payloads were read
     jobs = [Job.fetch(job_id, connection=get_redis()) for job_id in job_ids]
