@@ -1,5 +1,6 @@
 """End to end: `python worker.py` and `python scheduler.py` as real processes import mail on a cron schedule."""
 import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -95,3 +96,14 @@ def test_a_tick_whose_previous_one_still_waits_in_the_queue_is_folded_into_it(ap
     assert get_redis().lrange(queue_key, 0, -1) == [job_id.encode()]  # still one: the tick folded
     output = _output(scheduler_proc)
     assert f"imap_sync:{created['id']}: previous tick still queued; this one folds into it" in output
+
+
+def test_a_worker_loads_the_oauth2_http_client_only_when_a_token_is_asked_for(app):
+    """A worker of password mailboxes does not carry Authlib, requests and joserfc (about 16 MB)."""
+    code = ("import sys, worker; from portal import create_app; create_app(web=False); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'authlib', 'requests', 'joserfc'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    code = "import sys, portal.imap.oauth_tokens as t; t._http(); print('authlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
