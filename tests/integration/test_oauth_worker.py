@@ -104,8 +104,13 @@ def _redis_dump() -> bytes:
 def assert_no_secrets(secrets_of_test, workers, job_ids=()):
     secrets = secrets_of_test()
     assert secrets, "the test issued no secret to look for"
+    # rq logs the job's end after the run's own end is committed: wait for that line too
+    def job_ended() -> bool:
+        output = workers.output()
+        return "Job OK" in output or "failed" in output.lower() or "Successfully completed" in output
+
+    assert processes.wait_for(job_ended, timeout=20), workers.output()[-3000:]
     output = workers.output()
-    assert "Job OK" in output or "failed" in output.lower() or "Successfully completed" in output, output[-3000:]
     assert "OAuth2 tokens stored" in output or "OAuth2 status" in output  # the job's log lines are in it
     dump = _redis_dump()
     assert b"imap_sync" in dump and (not job_ids or b"sync_mailbox" in dump)  # job payloads were read
