@@ -158,9 +158,10 @@ PARTS = ("enqueue", "dequeue", "job start", "IMAP", "DB and the rest", "seen")
 
 def measure_end_to_end(env, account_id: int, runs: int, problems: list[str]) -> EndToEnd:
     """POST .../sync -> run finished, with a real `worker.py` subprocess (see the docstring)."""
+    import ingest  # imports this module: not at the top
     from rq import Worker
     from rq.job import Job
-    from sqlalchemy import select
+    from sqlalchemy import bindparam, select
 
     from portal.auth import issue_api_token
     from portal.extensions import db, get_redis
@@ -177,7 +178,7 @@ def measure_end_to_end(env, account_id: int, runs: int, problems: list[str]) -> 
     log_path = env.tmp / "latency-worker.log"
     worker_env = {**os.environ, "LOG_FORMAT": "json"}
     with open(log_path, "wb") as log:
-        worker = subprocess.Popen([sys.executable, str(ingest_root() / "worker.py")], cwd=ingest_root(), env=worker_env,
+        worker = subprocess.Popen([sys.executable, str(ingest.ROOT / "worker.py")], cwd=ingest.ROOT, env=worker_env,
                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     result = EndToEnd()
     try:
@@ -190,7 +191,7 @@ def measure_end_to_end(env, account_id: int, runs: int, problems: list[str]) -> 
                 time.sleep(0.05)
             client = env.app.test_client()
             headers = {"Authorization": f"Bearer {token}"}
-            status_of = select(SyncRun.status).where(SyncRun.id == db.bindparam("run_id"))
+            status_of = select(SyncRun.status).where(SyncRun.id == bindparam("run_id"))
             samples = []
             for number in range(runs + 2):
                 wall, started = time.time(), time.perf_counter()
@@ -223,7 +224,7 @@ def measure_end_to_end(env, account_id: int, runs: int, problems: list[str]) -> 
                 })
             db.session.remove()
     finally:
-        ingest_stop(worker)
+        ingest.stop_process(worker)
     print(f"  end to end, POST -> finished (median of {runs}): {result.median_ms:.1f} ms "
           f"(runs: {', '.join(f'{t:.0f}' for t in result.totals_ms)} ms)")
     for name in PARTS:
@@ -246,18 +247,6 @@ def _imap_ms(log_path, run_id: int) -> float:
         if record.get("run_id") == run_id and "imap_ms" in record:
             return float(record["imap_ms"])
     return 0.0
-
-
-def ingest_root():
-    import ingest
-
-    return ingest.ROOT
-
-
-def ingest_stop(proc) -> None:
-    import ingest
-
-    ingest.stop_process(proc)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,14 +178,13 @@ class BenchEnvironment:
 
 
 def stop_process(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL after 10 s."""
+    """SIGTERM, then SIGKILL to it and its descendants after 10 s."""
     if proc.poll() is None:
         proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            kill_tree(proc)
 
 
 def kill_tree(proc: subprocess.Popen) -> None:

@@ -44,7 +44,7 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingest import DEFAULT_REDIS_URL, BenchEnvironment, Periodic, kill_tree  # noqa: E402
+from ingest import DEFAULT_REDIS_URL, BenchEnvironment, Periodic, stop_process  # noqa: E402
 from tests.support.dovecot import DovecotServer  # noqa: E402
 from tests.support.dovecot import ImapAccount as MailUser  # noqa: E402
 
@@ -314,17 +314,8 @@ def start(env: PushBenchEnvironment, args: list[str], log_name: str, extra_env: 
     env.stack.callback(log.close)
     proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env={**os.environ, **extra_env},
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    env.stack.callback(stop_tree, proc)
+    env.stack.callback(stop_process, proc)
     return proc
-
-
-def stop_tree(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            kill_tree(proc)
 
 
 def log_tail(env: PushBenchEnvironment, name: str, lines: int = 15) -> str:
@@ -487,7 +478,7 @@ def run(args, env: PushBenchEnvironment, rng: random.Random) -> int:
 def restart_listener(env, mailboxes: Mailboxes, listener: subprocess.Popen) -> tuple[float, int]:
     """SIGTERM the listener, start another: (seconds until all listen again, syncs it queued).
     Nothing came meanwhile, so no connection needs a catch-up sync."""
-    stop_tree(listener)
+    stop_process(listener)
     before = sum(all_runs(env).values())
     started = time.monotonic()
     start(env, ["listener.py", "--name", "bench-listener-2"], "listener2.log", {})
