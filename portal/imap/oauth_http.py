@@ -16,7 +16,9 @@ from joserfc.jwk import RSAKey
 from .client_errors import ImapConnectError
 from .destinations import check_destination
 from .oauth_providers import Endpoints
-from .oauth_tokens import MAX_DESCRIPTION, MAX_RESPONSE_BYTES, OAuthRefused, OAuthUnavailable, TokenSet
+from .oauth_tokens import MAX_RESPONSE_BYTES, OAuthRefused, OAuthUnavailable, TokenSet
+
+MAX_DESCRIPTION = 300  # characters of a provider's error description kept in a message
 
 
 class _Bounded:

@@ -22,7 +22,6 @@ from .client_errors import ImapAuthError, ImapConnectError
 from .oauth_providers import Endpoints
 
 MAX_RESPONSE_BYTES = 256 * 1024
-MAX_DESCRIPTION = 300
 
 
 class OAuthRefused(ImapAuthError):
